@@ -1,0 +1,158 @@
+"""Load vigil.yaml and its drop-ins into a validated `Config`, or fail with every issue."""
+
+from __future__ import annotations
+
+import copy
+import glob
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from agent.config.errors import ConfigError, ConfigIssue
+from agent.config.schema import Config
+from agent.config.secrets import mask_paths, resolve_references
+from agent.config.yamlsource import Located, Path, format_path, merge, parse_yaml
+
+DEFAULT_INCLUDE = Config.model_fields["include"].default_factory()  # type: ignore[misc]
+
+
+@dataclass
+class LoadedConfig:
+    config: Config
+    raw: dict[str, Any]  # merged document as written, references unresolved (safe to store)
+    sources: dict[str, str]  # file path -> text, for versions and rollback
+    secret_paths: set[Path] = field(default_factory=set)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective config for display: defaults filled in, secrets masked."""
+        dumped = self.config.model_dump(mode="json")
+        return mask_paths(dumped, self.secret_paths)
+
+
+def include_files(config_path: str, patterns: list[str]) -> list[str]:
+    base = os.path.dirname(os.path.abspath(config_path))
+    files: list[str] = []
+    for pattern in patterns:
+        full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
+        files.extend(sorted(glob.glob(full)))
+    return files
+
+
+def include_dirs(config_path: str, patterns: list[str]) -> list[str]:
+    """Directories the drop-ins live in, for the watcher (they may not exist yet)."""
+    base = os.path.dirname(os.path.abspath(config_path))
+    return sorted({os.path.dirname(p if os.path.isabs(p) else os.path.join(base, p)) for p in patterns})
+
+
+def read_sources(config_path: str) -> dict[str, str]:
+    """Main file and drop-ins as text; raises ConfigError when the main file cannot be read."""
+    try:
+        with open(config_path, encoding="utf-8") as fh:
+            main = fh.read()
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(config_path, None, "", f"cannot read config: {exc.strerror or exc}")])
+    sources = {config_path: main}
+    located, _ = parse_yaml(main, config_path)
+    patterns = DEFAULT_INCLUDE
+    if located and isinstance(located.data, dict) and isinstance(located.data.get("include"), list):
+        patterns = [str(p) for p in located.data["include"]]
+    for path in include_files(config_path, patterns):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                sources[path] = fh.read()
+        except OSError as exc:
+            raise ConfigError([ConfigIssue(path, None, "", f"cannot read drop-in: {exc.strerror or exc}")])
+    return sources
+
+
+def load_config(config_path: str, overrides: dict[str, Any] | None = None) -> LoadedConfig:
+    return parse_sources(read_sources(config_path), config_path, overrides)
+
+
+def parse_sources(
+    sources: dict[str, str], config_path: str, overrides: dict[str, Any] | None = None
+) -> LoadedConfig:
+    """Validate a set of file texts as one config (also used for proposed changes and rollback)."""
+    issues: list[ConfigIssue] = []
+    doc: Located | None = None
+    for path, text in sources.items():
+        located, found = parse_yaml(text, path)
+        issues.extend(found)
+        if located is None:
+            continue
+        if not isinstance(located.data, dict):
+            line = located.lines.get((), (path, 1))[1]
+            issues.append(ConfigIssue(path, line, "", "the top level must be a mapping of keys"))
+            continue
+        if doc is None:
+            doc = located
+        else:
+            merge(doc, located)
+    if doc is None:
+        doc = Located(data={})
+    raw = copy.deepcopy(doc.data)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            doc.data[key] = value
+            doc.lines[(key,)] = ("command line", 0)
+    resolved, secret_paths, ref_issues = resolve_references(doc)
+    issues.extend(ref_issues)
+    config: Config | None = None
+    try:
+        config = Config.model_validate(resolved)
+    except ValidationError as exc:
+        issues.extend(_validation_issues(exc, doc))
+    if issues or config is None:
+        raise ConfigError(sorted(issues, key=lambda i: (i.file != config_path, i.file, i.line or 0)))
+    return LoadedConfig(config, raw, dict(sources), secret_paths, dict(overrides or {}))
+
+
+def _validation_issues(exc: ValidationError, doc: Located) -> list[ConfigIssue]:
+    issues = []
+    for err in exc.errors(include_url=False):
+        path = _clean_loc(err["loc"])
+        file, line = doc.where(path)
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(path[:-1])
+            message = f"unknown key {path[-1]!r}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        issues.append(ConfigIssue(file or "?", line if line else None, format_path(path), message))
+    return issues
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> Path:
+    """Drop pydantic's union/validator tags so the path is the one written in YAML."""
+    out: list[str | int] = []
+    for part in loc:
+        if isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none")):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _allowed_keys(path: Path) -> list[str]:
+    model: Any = Config
+    for part in path:
+        if isinstance(part, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+        info = model.model_fields.get(part)
+        if info is None:
+            return []
+        model = _model_in(info.annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None

@@ -1,0 +1,204 @@
+"""The one config schema. Every section a feature reads is declared here, with its defaults.
+
+Unknown keys are errors (a typo must not be silently ignored), and secrets are `SecretStr`
+so that dumps for the API and logs mask them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from agent.config.durations import Duration
+
+# node_exporter's defaults, so the same mounts and devices are reported as by node_exporter.
+NODE_MOUNT_POINTS_EXCLUDE = r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+NODE_FS_TYPES_EXCLUDE = (
+    r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue"
+    r"|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$"
+)
+NODE_DISKSTATS_DEVICE_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+Pattern = Annotated[str, AfterValidator(_check_regex)]
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """Split host:port ([v6]:port too); raises ValueError naming the expected form."""
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]*):(\d+)", value.strip())
+    if not match:
+        raise ValueError(f"expected host:port (e.g. 127.0.0.1:9847 or [::1]:9847), got {value!r}")
+    host = match.group(1) or match.group(3) or "0.0.0.0"
+    port = int(match.group(2) or match.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range 0-65535")
+    return host, port
+
+
+class LogConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = Field("json", description="json lines (for journald) or console")
+
+
+class TLSServerConfig(Section):
+    """node_exporter's web-config `tls_server_config`, applied to the listener (API and /metrics)."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+    client_auth_type: Literal[
+        "NoClientCert", "RequestClientCert", "RequireAnyClientCert",
+        "VerifyClientCertIfGiven", "RequireAndVerifyClientCert",
+    ] = "NoClientCert"
+
+    @model_validator(mode="after")
+    def _ca_needed(self) -> TLSServerConfig:
+        if self.client_auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert") and not (
+            self.client_ca_file
+        ):
+            raise ValueError(f"client_auth_type {self.client_auth_type} needs client_ca_file")
+        return self
+
+
+class RateLimitConfig(Section):
+    """Requests per key (or per address when unauthenticated) and category, in a fixed window."""
+
+    window: Duration = 60.0
+    default: int = Field(600, ge=1, description="limit for categories not listed")
+    categories: dict[str, int] = Field(
+        default_factory=lambda: {"health": 100, "metrics": 50, "config": 20, "backup": 10, "maintenance": 10},
+        description="limit per window by route category (seed: health 100/min, metrics 50/min, ...)",
+    )
+
+
+class ApiConfig(Section):
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    shutdown_timeout: Duration = Field(8.0, description="how long SIGTERM waits for in-flight requests")
+
+
+class MetricsEndpointConfig(Section):
+    """Who may scrape /metrics; node_exporter's `basic_auth_users` (bcrypt hashes) or a bearer token."""
+
+    enabled: bool = True
+    basic_auth_users: dict[str, SecretStr] = Field(default_factory=dict, description="user: bcrypt hash")
+    bearer_token: SecretStr | None = None
+    require_api_key: bool = Field(False, description="also accept/require an API key with read:metrics")
+
+    @field_validator("basic_auth_users")
+    @classmethod
+    def _bcrypt_hashes(cls, users: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, hashed in users.items():
+            if not hashed.get_secret_value().startswith(("$2a$", "$2b$", "$2y$")):
+                raise ValueError(f"user {name!r}: expected a bcrypt hash ($2b$...), as node_exporter does")
+        return users
+
+
+class CollectorSettings(Section):
+    enabled: bool = True
+    interval: Duration | None = Field(None, description="defaults to collectors.interval")
+    timeout: Duration | None = Field(None, description="defaults to collectors.timeout")
+
+
+class FilesystemCollectorConfig(CollectorSettings):
+    mount_points_exclude: Pattern = NODE_MOUNT_POINTS_EXCLUDE
+    fs_types_exclude: Pattern = NODE_FS_TYPES_EXCLUDE
+    stat_timeout: Duration = Field(
+        5.0, description="a mount whose statfs takes longer is skipped until it answers again"
+    )
+
+
+class DiskstatsCollectorConfig(CollectorSettings):
+    device_exclude: Pattern = NODE_DISKSTATS_DEVICE_EXCLUDE
+
+
+class NetdevCollectorConfig(CollectorSettings):
+    device_exclude: Pattern | None = None
+
+
+class CollectorsConfig(Section):
+    interval: Duration = Field(15.0, gt=0)
+    timeout: Duration = Field(5.0, gt=0)
+    cpu: CollectorSettings = Field(default_factory=CollectorSettings)
+    loadavg: CollectorSettings = Field(default_factory=CollectorSettings)
+    meminfo: CollectorSettings = Field(default_factory=CollectorSettings)
+    filesystem: FilesystemCollectorConfig = Field(default_factory=FilesystemCollectorConfig)
+    diskstats: DiskstatsCollectorConfig = Field(default_factory=DiskstatsCollectorConfig)
+    netdev: NetdevCollectorConfig = Field(default_factory=NetdevCollectorConfig)
+    stat: CollectorSettings = Field(default_factory=CollectorSettings)
+    time: CollectorSettings = Field(default_factory=CollectorSettings)
+    uname: CollectorSettings = Field(default_factory=CollectorSettings)
+    filefd: CollectorSettings = Field(default_factory=CollectorSettings)
+    hwmon: CollectorSettings = Field(default_factory=CollectorSettings)
+
+    def settings(self, name: str) -> CollectorSettings:
+        return getattr(self, name)
+
+    def interval_of(self, name: str) -> float:
+        return self.settings(name).interval or self.interval
+
+    def timeout_of(self, name: str) -> float:
+        return self.settings(name).timeout or self.timeout
+
+
+class ProcessesConfig(Section):
+    cache_ttl: Duration = Field(1.0, description="process table scans are shared for this long")
+    max_limit: int = Field(1000, ge=1)
+
+
+class StoreConfig(Section):
+    path: str | None = Field(None, description="defaults to <state_dir>/vigil.db")
+    synchronous: Literal["normal", "full"] = Field(
+        "full", description="full: fsync on every commit (survives power loss); normal: survives kill -9"
+    )
+    batch_max: int = Field(500, ge=1, description="writes grouped into one transaction at most")
+
+
+class ReloadConfig(Section):
+    watch: bool = Field(True, description="apply edits of the config files by themselves")
+    debounce: Duration = Field(0.1, description="quiet time after the last file event before reloading")
+
+
+class Config(Section):
+    """Vigil's configuration (vigil.yaml plus drop-in files)."""
+
+    listen: str = Field("127.0.0.1:9847", description="host:port of the API and /metrics")
+    state_dir: str = Field("/var/lib/vigil", description="database, admin.key; relative to the working dir")
+    environment: str = "production"
+    hostname: str | None = Field(None, description="defaults to the system hostname")
+    include: list[str] = Field(
+        default_factory=lambda: ["conf.d/*.yaml", "checks.d/*.yaml"],
+        description="drop-in files merged into this one, relative to its directory",
+    )
+    log: LogConfig = Field(default_factory=LogConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    tls_server_config: TLSServerConfig | None = None
+    metrics: MetricsEndpointConfig = Field(default_factory=MetricsEndpointConfig)
+    collectors: CollectorsConfig = Field(default_factory=CollectorsConfig)
+    processes: ProcessesConfig = Field(default_factory=ProcessesConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    reload: ReloadConfig = Field(default_factory=ReloadConfig)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+
+# Changing these needs a restart; a reload keeps the running value and says so.
+RESTART_REQUIRED = ("listen", "state_dir", "store", "tls_server_config")

@@ -1,0 +1,205 @@
+"""One database, one writer.
+
+Every write is a coroutine function run by the writer task inside a transaction it shares with
+whatever else is queued (one fsync for many writes). Its future resolves only after COMMIT, so a
+caller that answers 2xx after `await store.write(...)` never acknowledges data a `kill -9` loses.
+Each write runs in its own SAVEPOINT: one failing write does not take its batch-mates with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiosqlite
+import structlog
+
+from agent.selfmetrics import SelfMetrics
+from agent.store.migrations import MIGRATIONS
+
+T = TypeVar("T")
+WriteFn = Callable[[aiosqlite.Connection], Awaitable[Any]]
+ReadFn = Callable[[aiosqlite.Connection], Awaitable[T]]
+log = structlog.get_logger("vigil.store")
+
+
+class StoreError(Exception):
+    """The database could not do what was asked (closed, read-only, full, corrupt)."""
+
+
+@dataclass
+class _Write:
+    fn: WriteFn
+    future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+_STOP = object()
+
+
+class Store:
+    def __init__(self, path: str, metrics: SelfMetrics, synchronous: str = "full", batch_max: int = 500):
+        self.path = path
+        self.metrics = metrics
+        self.synchronous = synchronous.upper()
+        self.batch_max = batch_max
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.last_commit_seconds: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._task is not None and not self._task.done() and not self._closing
+
+    async def open(self) -> None:
+        """Open, migrate and start the writer; raises StoreError naming the cause."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create state directory {directory}: {exc.strerror}") from None
+        if not os.access(directory, os.W_OK):
+            raise StoreError(f"state directory {directory} is not writable")
+        try:
+            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._pragmas(self._writer)
+            await self._migrate(self._writer)
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._reader.execute("PRAGMA busy_timeout=5000")
+            await self._reader.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as exc:
+            await self._close_connections()
+            raise StoreError(f"cannot open database {self.path}: {exc}") from None
+        self._closing = False
+        self._task = asyncio.create_task(self._run(), name="store-writer")
+
+    async def _pragmas(self, db: aiosqlite.Connection) -> None:
+        await db.execute("PRAGMA busy_timeout=5000")
+        cursor = await db.execute("PRAGMA journal_mode=WAL")
+        mode = (await cursor.fetchone() or ("?",))[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"could not switch to WAL (journal_mode={mode})")
+        await db.execute(f"PRAGMA synchronous={self.synchronous}")
+        await db.execute("PRAGMA foreign_keys=ON")
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        cursor = await db.execute("PRAGMA user_version")
+        current = (await cursor.fetchone() or (0,))[0]
+        if current > len(MIGRATIONS):
+            raise sqlite3.DatabaseError(
+                f"database schema version {current} is newer than this Vigil knows ({len(MIGRATIONS)})"
+            )
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            script = MIGRATIONS[version - 1]
+            await db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={version};\nCOMMIT;")
+            log.info("store_migrated", version=version)
+
+    async def write(self, fn: WriteFn) -> Any:
+        """Run `fn(db)` in the writer's transaction; returns its result once committed."""
+        if not self.is_open:
+            raise StoreError("store is closed")
+        item = _Write(fn)
+        self._queue.put_nowait(item)
+        self.metrics.store_queue.set(self._queue.qsize())
+        return await item.future
+
+    async def read(self, fn: ReadFn[T]) -> T:
+        if self._reader is None:
+            raise StoreError("store is closed")
+        try:
+            return await fn(self._reader)
+        except sqlite3.Error as exc:
+            raise StoreError(f"database read failed: {exc}") from exc
+
+    async def _run(self) -> None:
+        assert self._writer is not None
+        db = self._writer
+        while True:
+            first = await self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stop_after = False
+            while len(batch) < self.batch_max and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is _STOP:
+                    stop_after = True
+                    break
+                batch.append(item)
+            self.metrics.store_queue.set(self._queue.qsize())
+            await self._commit_batch(db, batch)
+            if stop_after:
+                return
+
+    async def _commit_batch(self, db: aiosqlite.Connection, batch: list[_Write]) -> None:
+        started = time.perf_counter()
+        outcomes: list[tuple[_Write, Any, BaseException | None]] = []
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                await db.execute("SAVEPOINT w")
+                try:
+                    result = await item.fn(db)
+                except Exception as exc:
+                    await db.execute("ROLLBACK TO w")
+                    await db.execute("RELEASE w")
+                    outcomes.append((item, None, exc))
+                else:
+                    await db.execute("RELEASE w")
+                    outcomes.append((item, result, None))
+            await db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("store_commit_failed", error=str(exc), writes=len(batch))
+            try:
+                await db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            error = StoreError(f"database write failed: {exc}")
+            outcomes = [(item, None, error) for item in batch]
+        elapsed = time.perf_counter() - started
+        self.last_commit_seconds = elapsed
+        self.metrics.store_commit.observe(elapsed)
+        self.metrics.store_batch.observe(len(batch))
+        for item, result, exc in outcomes:
+            if item.future.done():
+                continue
+            if exc is None:
+                item.future.set_result(result)
+            else:
+                self.metrics.store_errors.inc()
+                item.future.set_exception(exc)
+
+    async def close(self) -> None:
+        """Commit what is queued, then close; later writes get StoreError."""
+        if self._task is not None and not self._task.done():
+            self._closing = True
+            self._queue.put_nowait(_STOP)
+            await self._task
+        self._task = None
+        await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                try:
+                    await conn.close()
+                except sqlite3.Error as exc:
+                    log.warning("store_close_failed", error=str(exc))
+        self._reader = self._writer = None
+
+    async def ping(self) -> float:
+        """Round-trip time of a trivial read, for health."""
+        started = time.perf_counter()
+        await self.read(_select_one)
+        return time.perf_counter() - started
+
+
+async def _select_one(db: aiosqlite.Connection) -> None:
+    await (await db.execute("SELECT 1")).fetchone()

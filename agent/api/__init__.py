@@ -1,0 +1,1 @@
+"""The admin API (aiohttp): middlewares, one module of routes per resource, the OpenAPI document."""

@@ -1,0 +1,122 @@
+"""Request id, error envelope + access log + request metrics, then auth with scopes, then
+rate limits. Order matters: every answer, even a 404 or a crash, leaves through the envelope."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from agent.api.errors import ApiError, error_response
+from agent.api.routing import Endpoint
+from agent.api.services import services
+from agent.auth.keys import AuthFailure
+from agent.auth.roles import scopes_of
+
+log = structlog.get_logger("vigil.api")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_QUIET_ROUTES = {"/healthz", "/readyz", "/metrics"}
+ENDPOINTS = web.AppKey("endpoints", dict)
+
+
+def endpoint_of(request: web.Request) -> Endpoint | None:
+    route = request.match_info.route
+    resource = route.resource
+    if resource is None:
+        return None
+    table: dict[tuple[str, str], Endpoint] = request.app[ENDPOINTS]
+    return table.get((route.method, resource.canonical))
+
+
+@web.middleware
+async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
+    supplied = request.headers.get("X-Request-ID", "")
+    request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+    request["request_id"] = request_id
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = error_response(request, exc)
+    except web.HTTPException as exc:
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        if exc.status == 404:
+            message = f"no route {request.method} {request.path}"
+        elif exc.status == 405:
+            message = f"method {request.method} not allowed on {request.path}"
+        elif exc.status == 413:
+            message = "request body is too large"
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        response = error_response(request, ApiError(exc.status, message, headers=headers))
+    except Exception:
+        log.exception("request_failed", method=request.method, path=request.path, request_id=request_id)
+        response = error_response(request, ApiError(500, f"internal error (request id {request_id})"))
+    elapsed = time.perf_counter() - started
+    if not response.prepared:
+        response.headers["X-Request-ID"] = request_id
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    svc = services(request)
+    svc.metrics.http_requests.labels(route, request.method, str(response.status)).inc()
+    svc.metrics.http_duration.labels(route, request.method).observe(elapsed)
+    key = request.get("key")
+    (log.debug if route in _QUIET_ROUTES else log.info)(
+        "http_request", method=request.method, path=request.path, status=response.status,
+        duration_ms=round(elapsed * 1000, 2), remote=request.remote, key_id=key.id if key else None,
+        request_id=request_id,
+    )
+    return response
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return request.headers.get("X-API-Key") or None
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    endpoint = endpoint_of(request)
+    if endpoint is None or endpoint.scope is None:
+        return await handler(request)
+    svc = services(request)
+    found = svc.keys.authenticate(bearer_token(request))
+    if isinstance(found, AuthFailure):
+        svc.metrics.auth_failures.labels(found.reason).inc()
+        log.warning("auth_failed", reason=found.reason, remote=request.remote, path=request.path)
+        raise ApiError(401, found.message, {"reason": found.reason},
+                       headers={"WWW-Authenticate": 'Bearer realm="vigil"'})
+    request["key"] = found
+    if endpoint.scope not in scopes_of(found.role):
+        svc.metrics.auth_failures.labels("forbidden").inc()
+        raise ApiError(
+            403, f"this route needs scope {endpoint.scope}, which role {found.role} does not have",
+            {"required_scope": endpoint.scope, "role": found.role, "key_id": found.id},
+        )
+    verdict = svc.limiter.hit(found.id, endpoint.category)
+    if not verdict.allowed:
+        svc.metrics.rate_limited.labels(endpoint.category).inc()
+        raise ApiError(
+            429, f"rate limit of {verdict.limit} requests per {int(verdict.window)}s exceeded "
+            f"for category {endpoint.category}; retry in {verdict.retry_after}s",
+            {"category": endpoint.category, "limit": verdict.limit, "retry_after": verdict.retry_after},
+            headers=verdict.headers(),
+        )
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.update(verdict.headers())
+    return response
+
+
+@web.middleware
+async def body_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    limit = services(request).config.config.api.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"request body of {request.content_length} bytes is larger than {limit} bytes",
+                       {"max_body_bytes": limit})
+    return await handler(request)

@@ -1,0 +1,47 @@
+"""What route handlers may use: the daemon's components, handed over as one object."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from agent.api.ratelimit import RateLimiter
+from agent.auth.keys import KeyRing
+from agent.collectors.runner import CollectorRunner
+from agent.config.manager import ConfigManager
+from agent.events import EventBus
+from agent.exporter import Exporter
+from agent.hostview import HostView
+from agent.processes import ProcessTable
+from agent.scheduler import Scheduler
+from agent.selfmetrics import SelfMetrics
+from agent.store import Store
+
+
+@dataclass
+class Services:
+    config: ConfigManager
+    store: Store
+    keys: KeyRing
+    bus: EventBus
+    scheduler: Scheduler
+    collectors: CollectorRunner
+    exporter: Exporter
+    processes: ProcessTable
+    metrics: SelfMetrics
+    hostview: HostView
+    limiter: RateLimiter
+    hostname: str
+    started_at: float
+    is_ready: Callable[[], bool]
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]

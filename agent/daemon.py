@@ -1,0 +1,246 @@
+"""The daemon's lifecycle: build the components from config, start them in order, serve,
+reload on SIGHUP or file edits, and stop cleanly on SIGTERM.
+
+Start order is store, keys, scheduler and collectors, API listener; READY=1 goes to systemd
+only once the listener accepts and the store is open. Stop order is the reverse, and the store
+closes last so that everything the API acknowledged is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from agent import __version__, logs
+from agent.api.app import build_app
+from agent.api.ratelimit import RateLimiter
+from agent.api.services import Services
+from agent.auth.keys import KeyRing
+from agent.collectors import CollectorContext
+from agent.collectors.runner import CollectorRunner
+from agent.config import ConfigError, LoadedConfig, load_config
+from agent.config.manager import ConfigManager
+from agent.config.schema import Config, TLSServerConfig, split_listen
+from agent.config.watcher import ConfigWatcher
+from agent.events import EventBus
+from agent.exporter import Exporter
+from agent.hostview import HostView
+from agent.processes import ProcessTable
+from agent.scheduler import Scheduler
+from agent.sdnotify import Notifier, watchdog_interval
+from agent.selfmetrics import SelfMetrics
+from agent.store import Store, StoreError
+
+log = structlog.get_logger("vigil.daemon")
+LOOP_LAG_INTERVAL = 2.0
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why (printed, exit status 1)."""
+
+
+@dataclass
+class Options:
+    config_path: str
+    listen: str | None = None
+    state_dir: str | None = None
+
+
+def ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        if tls.client_ca_file:
+            ctx.load_verify_locations(tls.client_ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"tls_server_config: cannot load certificate or key: {exc}") from None
+    ctx.verify_mode = {
+        "NoClientCert": ssl.CERT_NONE,
+        "RequestClientCert": ssl.CERT_OPTIONAL,
+        "RequireAnyClientCert": ssl.CERT_REQUIRED,
+        "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+        "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+    }[tls.client_auth_type]
+    return ctx
+
+
+class Daemon:
+    def __init__(self, options: Options):
+        self.options = options
+        self.metrics = SelfMetrics()
+        self.notifier = Notifier()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready = False
+        self._lag = 0.0
+
+    async def run(self) -> int:
+        overrides = {"listen": self.options.listen, "state_dir": self.options.state_dir}
+        try:
+            loaded = await asyncio.to_thread(load_config, self.options.config_path, overrides)
+        except ConfigError as exc:
+            print(f"vigil: invalid configuration:\n{exc}", file=sys.stderr)
+            return 1
+        config = loaded.config
+        logs.configure(config.log.level, config.log.format)
+        try:
+            return await self._serve(loaded)
+        except StartupError as exc:
+            log.error("startup_failed", error=str(exc))
+            print(f"vigil: cannot start: {exc}", file=sys.stderr)
+            return 1
+
+    async def _serve(self, loaded: LoadedConfig) -> int:
+        config = loaded.config
+        started_at = time.time()
+        self.metrics.start_time.set(started_at)
+        state_dir = os.path.abspath(config.state_dir)
+        store = Store(config.store.path or os.path.join(state_dir, "vigil.db"), self.metrics,
+                      config.store.synchronous, config.store.batch_max)
+        try:
+            await store.open()
+        except StoreError as exc:
+            raise StartupError(str(exc)) from None
+        runner: web.AppRunner | None = None
+        scheduler = Scheduler(self.metrics)
+        collectors: CollectorRunner | None = None
+        watcher: ConfigWatcher | None = None
+        keys: KeyRing | None = None
+        try:
+            keys = KeyRing(store)
+            await keys.load()
+            try:
+                await keys.ensure_bootstrap_key(state_dir)
+            except (OSError, StoreError) as exc:
+                raise StartupError(f"cannot create the admin key in {state_dir}: {exc}") from None
+            bus = EventBus(self.metrics)
+            manager = ConfigManager(self.options.config_path, loaded, store, bus, self.metrics)
+            await manager.record_startup()
+            collectors = CollectorRunner(CollectorContext(self.metrics), scheduler, bus, self.metrics)
+            hostview = HostView(collectors)
+            limiter = RateLimiter(config.api.rate_limit)
+            svc = Services(
+                config=manager, store=store, keys=keys, bus=bus, scheduler=scheduler, collectors=collectors,
+                exporter=Exporter(collectors, self.metrics), processes=ProcessTable(config.processes.cache_ttl),
+                metrics=self.metrics, hostview=hostview, limiter=limiter,
+                hostname=config.hostname or socket.gethostname(), started_at=started_at,
+                is_ready=lambda: self._ready,
+            )
+            manager.on_apply(lambda new, old: self._apply(svc, new, old))
+
+            scheduler.start()
+            collectors.configure(config.collectors)
+            scheduler.every("vigil.keys_last_used", 60, keys.flush_last_used)
+
+            runner = web.AppRunner(build_app(svc), access_log=None, handle_signals=False,
+                                   shutdown_timeout=config.api.shutdown_timeout)
+            await runner.setup()
+            host, port = split_listen(config.listen)
+            tls = ssl_context(config.tls_server_config) if config.tls_server_config else None
+            site = web.TCPSite(runner, host or None, port, ssl_context=tls, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise StartupError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from None
+
+            self._install_signals(manager)
+            if config.reload.watch:
+                watcher = ConfigWatcher(self.options.config_path, config.include, config.reload.debounce,
+                                        lambda _paths: self._reload(manager, "file"))
+                watcher.start()
+            self._tasks.append(asyncio.create_task(self._measure_lag(), name="loop-lag"))
+            interval = watchdog_interval()
+            if interval:
+                self._tasks.append(asyncio.create_task(self._watchdog(scheduler, interval), name="watchdog"))
+            self._ready = True
+            self.notifier.ready()
+            log.info("vigil_started", version=__version__, listen=config.listen, state_dir=state_dir,
+                     config=self.options.config_path, config_version=manager.version_id, pid=os.getpid())
+            await self._stop.wait()
+
+            log.info("vigil_stopping")
+            self._ready = False
+            self.notifier.stopping()
+            svc.stopping.set()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            if watcher is not None:
+                await watcher.stop()
+            scheduler.shutdown()
+            if runner is not None:
+                await runner.cleanup()  # stops accepting, then waits for in-flight requests
+            if collectors is not None:
+                collectors.close()
+            if keys is not None:
+                try:
+                    await keys.flush_last_used()
+                except StoreError as exc:
+                    log.warning("keys_flush_failed", error=str(exc))
+            await store.close()
+            self.notifier.close()
+        log.info("vigil_stopped")
+        return 0
+
+    async def _apply(self, svc: Services, new: Config, old: Config) -> None:
+        """Hand a validated config to the running components (no restart, state kept)."""
+        if new.log != old.log:
+            logs.configure(new.log.level, new.log.format)
+        svc.limiter.config = new.api.rate_limit
+        svc.processes.ttl = new.processes.cache_ttl
+        if new.collectors != old.collectors:
+            svc.collectors.configure(new.collectors)
+
+    async def _reload(self, manager: ConfigManager, source: str) -> None:
+        self.notifier.reloading()
+        try:
+            await manager.reload(source)
+        finally:
+            self.notifier.ready()
+
+    def _install_signals(self, manager: ConfigManager) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload(manager, "signal")))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.create_task(coro))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _measure_lag(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(LOOP_LAG_INTERVAL)
+            self._lag = max(time.perf_counter() - before - LOOP_LAG_INTERVAL, 0.0)
+            self.metrics.loop_lag.observe(self._lag)
+
+    async def _watchdog(self, scheduler: Scheduler, interval: float) -> None:
+        """WATCHDOG=1 only while the loop is responsive and the scheduler runs its jobs."""
+        while True:
+            await asyncio.sleep(interval)
+            if scheduler.healthy() and self._lag < interval:
+                self.notifier.watchdog()
+            else:
+                log.error("watchdog_withheld", scheduler_healthy=scheduler.healthy(), loop_lag=self._lag)
+
+
+def run(options: Options) -> int:
+    # On a watchdog timeout systemd sends SIGABRT: leave a traceback of the hang in the journal.
+    faulthandler.enable()
+    return asyncio.run(Daemon(options).run())

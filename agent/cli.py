@@ -121,6 +121,21 @@ class ClientError(Exception):
     pass
 
 
+def _lenient_config(path: str, error: Exception) -> Any:
+    """Just the keys a client needs (listen, state_dir, TLS), from a file that may not validate."""
+    import yaml
+
+    from agent.config.schema import Config
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh) or {}
+        keys = ("listen", "state_dir", "tls_server_config")
+        return Config.model_validate({k: doc[k] for k in keys if isinstance(doc, dict) and k in doc})
+    except Exception:
+        raise ClientError(f"cannot read {path} to find the API:\n{error}") from None
+
+
 class Client:
     """A small synchronous client of the admin API (the CLI needs no event loop)."""
 
@@ -141,7 +156,8 @@ class Client:
             try:
                 config = load_config(args.config).config
             except ConfigError as exc:
-                raise ClientError(f"cannot read {args.config} to find the API:\n{exc}") from None
+                # A broken edit must not hide the running agent: `vigil status` is how one sees it.
+                config = _lenient_config(args.config, exc)
             host, port = split_listen(config.listen)
             if host in ("", "0.0.0.0"):
                 host = "127.0.0.1"

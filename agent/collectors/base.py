@@ -49,7 +49,7 @@ class Collector(ABC):
     def collect(self, settings: CollectorSettings) -> list[Family]:
         """Read the host and return the families; raise when the source cannot be read."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook; most collectors hold nothing)
         """Release threads or files the collector holds; the default holds none."""
 
 

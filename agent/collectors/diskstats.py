@@ -14,56 +14,38 @@ from typing import Literal
 from agent.collectors.base import Collector, Family, register
 from agent.config.schema import CollectorSettings, DiskstatsCollectorConfig
 
-_SECTOR_BYTES = 512.0
-_MS = 0.001
+_SECTOR_BYTES = 512
+_MS = 1000
 
 # One entry per column after "major minor device", in the kernel's order (Documentation/
-# admin-guide/iostats.rst): metric name, help, type, and the factor to base units.
-_Column = tuple[str, str, Literal["gauge", "counter"], float]
+# admin-guide/iostats.rst): name after "node_disk_", help, type, multiplier and divisor to base units.
+_Column = tuple[str, str, Literal["gauge", "counter"], int, int]
 _COLUMNS: tuple[_Column, ...] = (
-    ("node_disk_reads_completed_total", "The total number of reads completed successfully.", "counter", 1.0),
-    ("node_disk_reads_merged_total", "The total number of reads merged.", "counter", 1.0),
-    ("node_disk_read_bytes_total", "The total number of bytes read successfully.", "counter", _SECTOR_BYTES),
-    ("node_disk_read_time_seconds_total", "The total number of seconds spent by all reads.", "counter", _MS),
+    ("reads_completed_total", "The total number of reads completed successfully.", "counter", 1, 1),
+    ("reads_merged_total", "The total number of reads merged.", "counter", 1, 1),
+    ("read_bytes_total", "The total number of bytes read successfully.", "counter", _SECTOR_BYTES, 1),
+    ("read_time_seconds_total", "The total number of seconds spent by all reads.", "counter", 1, _MS),
+    ("writes_completed_total", "The total number of writes completed successfully.", "counter", 1, 1),
+    ("writes_merged_total", "The number of writes merged.", "counter", 1, 1),
+    ("written_bytes_total", "The total number of bytes written successfully.", "counter", _SECTOR_BYTES, 1),
     (
-        "node_disk_writes_completed_total", "The total number of writes completed successfully.", "counter",
-        1.0,
+        "write_time_seconds_total", "This is the total number of seconds spent by all writes.",
+        "counter", 1, _MS,
     ),
-    ("node_disk_writes_merged_total", "The number of writes merged.", "counter", 1.0),
+    ("io_now", "The number of I/Os currently in progress.", "gauge", 1, 1),
+    ("io_time_seconds_total", "Total seconds spent doing I/Os.", "counter", 1, _MS),
+    ("io_time_weighted_seconds_total", "The weighted # of seconds spent doing I/Os.", "counter", 1, _MS),
+    ("discards_completed_total", "The total number of discards completed successfully.", "counter", 1, 1),
+    ("discards_merged_total", "The total number of discards merged.", "counter", 1, 1),
+    ("discarded_sectors_total", "The total number of sectors discarded successfully.", "counter", 1, 1),
     (
-        "node_disk_written_bytes_total", "The total number of bytes written successfully.", "counter",
-        _SECTOR_BYTES,
+        "discard_time_seconds_total", "This is the total number of seconds spent by all discards.",
+        "counter", 1, _MS,
     ),
+    ("flush_requests_total", "The total number of flush requests completed successfully", "counter", 1, 1),
     (
-        "node_disk_write_time_seconds_total", "This is the total number of seconds spent by all writes.",
-        "counter", _MS,
-    ),
-    ("node_disk_io_now", "The number of I/Os currently in progress.", "gauge", 1.0),
-    ("node_disk_io_time_seconds_total", "Total seconds spent doing I/Os.", "counter", _MS),
-    (
-        "node_disk_io_time_weighted_seconds_total", "The weighted # of seconds spent doing I/Os.", "counter",
-        _MS,
-    ),
-    (
-        "node_disk_discards_completed_total", "The total number of discards completed successfully.",
-        "counter", 1.0,
-    ),
-    ("node_disk_discards_merged_total", "The total number of discards merged.", "counter", 1.0),
-    (
-        "node_disk_discarded_sectors_total", "The total number of sectors discarded successfully.",
-        "counter", 1.0,
-    ),
-    (
-        "node_disk_discard_time_seconds_total", "This is the total number of seconds spent by all discards.",
-        "counter", _MS,
-    ),
-    (
-        "node_disk_flush_requests_total", "The total number of flush requests completed successfully",
-        "counter", 1.0,
-    ),
-    (
-        "node_disk_flush_requests_time_seconds_total",
-        "This is the total number of seconds spent by all flush requests.", "counter", _MS,
+        "flush_requests_time_seconds_total",
+        "This is the total number of seconds spent by all flush requests.", "counter", 1, _MS,
     ),
 )
 
@@ -79,7 +61,10 @@ class DiskstatsCollector(Collector):
         path = os.path.join(self.ctx.proc_path, "diskstats")
         with open(path) as f:
             text = f.read()
-        families = [Family(name, help_text, kind, ("device",)) for name, help_text, kind, _ in _COLUMNS]
+        families = [
+            Family(f"node_disk_{name}", help_text, kind, ("device",))
+            for name, help_text, kind, _, _ in _COLUMNS
+        ]
         for line in text.splitlines():
             parts = line.split()
             if not parts:
@@ -93,6 +78,6 @@ class DiskstatsCollector(Collector):
                 values = [int(v) for v in parts[3 : 3 + len(_COLUMNS)]]
             except ValueError:
                 raise ValueError(f"{path}: non-numeric field in {line!r}") from None
-            for family, (_, _, _, scale), value in zip(families, _COLUMNS, values, strict=False):
-                family.add(value * scale, device)
+            for family, (_, _, _, mul, div), value in zip(families, _COLUMNS, values, strict=False):
+                family.add(value * mul / div, device)
         return [family for family in families if family.samples]

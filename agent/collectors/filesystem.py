@@ -84,14 +84,24 @@ class FilesystemCollector(Collector):
         self._lock = threading.Lock()  # guards _stuck: completion callbacks run on pool threads
         self._stuck: dict[str, Future[os.statvfs_result]] = {}
 
+    def _read_mounts(self) -> tuple[str, str]:
+        """PID 1's mount table, as node_exporter reads it: under systemd's ProtectSystem= or
+        ProtectHome=, our own table shows the sandbox's read-only bind mounts, not the host's."""
+        for who in ("1", "self"):
+            path = os.path.join(self.ctx.proc_path, who, "mounts")
+            try:
+                with open(path) as f:
+                    return path, f.read()
+            except (FileNotFoundError, PermissionError):
+                continue
+        raise FileNotFoundError(f"no readable mount table under {self.ctx.proc_path} (1/mounts, self/mounts)")
+
     def collect(self, settings: CollectorSettings) -> list[Family]:
         if not isinstance(settings, FilesystemCollectorConfig):
             raise TypeError(f"filesystem needs FilesystemCollectorConfig, got {type(settings).__name__}")
         mount_exclude = re.compile(settings.mount_points_exclude)
         fstype_exclude = re.compile(settings.fs_types_exclude)
-        path = os.path.join(self.ctx.proc_path, "self", "mounts")
-        with open(path) as f:
-            text = f.read()
+        path, text = self._read_mounts()
         mounts = [
             m
             for m in parse_mounts(text, path)

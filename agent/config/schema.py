@@ -118,7 +118,8 @@ class FilesystemCollectorConfig(CollectorSettings):
     mount_points_exclude: Pattern = NODE_MOUNT_POINTS_EXCLUDE
     fs_types_exclude: Pattern = NODE_FS_TYPES_EXCLUDE
     stat_timeout: Duration = Field(
-        5.0, description="a mount whose statfs takes longer is skipped until it answers again"
+        3.0, description="a mount whose statfs takes longer is skipped until it answers again; "
+        "keep it below the collector's timeout so the other mounts are still reported",
     )
 
 

@@ -129,7 +129,8 @@ class Daemon:
             bus = EventBus(self.metrics)
             manager = ConfigManager(self.options.config_path, loaded, store, bus, self.metrics)
             await manager.record_startup()
-            collectors = CollectorRunner(CollectorContext(self.metrics), scheduler, bus, self.metrics)
+            ctx = CollectorContext(self.metrics, config.collectors.proc_path, config.collectors.sys_path)
+            collectors = CollectorRunner(ctx, scheduler, bus, self.metrics)
             hostview = HostView(collectors)
             limiter = RateLimiter(config.api.rate_limit)
             svc = Services(

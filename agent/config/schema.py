@@ -134,6 +134,8 @@ class NetdevCollectorConfig(CollectorSettings):
 class CollectorsConfig(Section):
     interval: Duration = Field(15.0, gt=0)
     timeout: Duration = Field(5.0, gt=0)
+    proc_path: str = Field("/proc", description="procfs mount point (a container may see the host's elsewhere)")
+    sys_path: str = Field("/sys", description="sysfs mount point")
     cpu: CollectorSettings = Field(default_factory=CollectorSettings)
     loadavg: CollectorSettings = Field(default_factory=CollectorSettings)
     meminfo: CollectorSettings = Field(default_factory=CollectorSettings)
@@ -202,4 +204,6 @@ class Config(Section):
 
 
 # Changing these needs a restart; a reload keeps the running value and says so.
-RESTART_REQUIRED = ("listen", "state_dir", "store", "tls_server_config")
+RESTART_REQUIRED = (
+    "listen", "state_dir", "store", "tls_server_config", "collectors.proc_path", "collectors.sys_path",
+)

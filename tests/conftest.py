@@ -99,6 +99,7 @@ class Vigil:
         }
         if config:
             base.update(config)
+        self.state_dir = Path(base["state_dir"])
         self.write_config(base)
 
     def write_config(self, doc: dict[str, Any] | str) -> None:

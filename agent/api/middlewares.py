@@ -16,6 +16,7 @@ from agent.api.routing import Endpoint
 from agent.api.services import services
 from agent.auth.keys import AuthFailure
 from agent.auth.roles import scopes_of
+from agent.store import StoreError
 
 log = structlog.get_logger("vigil.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -52,6 +53,9 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
             message = "request body is too large"
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         response = error_response(request, ApiError(exc.status, message, headers=headers))
+    except StoreError as exc:
+        log.error("store_unavailable", method=request.method, path=request.path, error=str(exc))
+        response = error_response(request, ApiError(503, f"store unavailable: {exc}", headers={"Retry-After": "30"}))
     except Exception:
         log.exception("request_failed", method=request.method, path=request.path, request_id=request_id)
         response = error_response(request, ApiError(500, f"internal error (request id {request_id})"))

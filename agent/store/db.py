@@ -150,6 +150,10 @@ class Store:
                 except Exception as exc:
                     await db.execute("ROLLBACK TO w")
                     await db.execute("RELEASE w")
+                    if isinstance(exc, sqlite3.Error):
+                        wrapped = StoreError(f"database write failed: {exc}")
+                        wrapped.__cause__ = exc
+                        exc = wrapped
                     outcomes.append((item, None, exc))
                 else:
                     await db.execute("RELEASE w")

@@ -1,0 +1,196 @@
+"""Process lifecycle: sd_notify, SIGTERM, kill -9 durability, and start-up failures."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, IN_CI, Vigil, free_port, http, wait_for
+
+
+def test_sd_notify_ready_watchdog_reloading_stopping(make_vigil, tmp_path: Path) -> None:
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.2)
+    messages: list[tuple[float, str]] = []
+    done = threading.Event()
+
+    def receive() -> None:
+        while not done.is_set():
+            try:
+                messages.append((time.monotonic(), sock.recv(4096).decode()))
+            except TimeoutError:
+                continue
+
+    reader = threading.Thread(target=receive, daemon=True)
+    reader.start()
+    v = make_vigil(env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"})
+    v.start(wait=False)
+
+    def seen(word: str) -> bool:
+        return any(word in m for _, m in messages)
+
+    try:
+        wait_for(lambda: seen("READY=1"), 20, "READY=1")
+        ready_at = next(t for t, m in messages if "READY=1" in m)
+        # READY only once the API listens: it must answer right away.
+        assert http("GET", v.url + "/readyz").status == 200
+        wait_for(lambda: sum("WATCHDOG=1" in m for _, m in messages) >= 2, 5, "WATCHDOG=1 keep-alives")
+        v.signal(1)  # SIGHUP
+        wait_for(lambda: seen("RELOADING=1"), 5, "RELOADING=1")
+        reloading = next(m for _, m in messages if "RELOADING=1" in m)
+        assert "MONOTONIC_USEC=" in reloading
+        wait_for(lambda: sum("READY=1" in m for _, m in messages) >= 2, 5, "READY=1 after the reload")
+        started = time.monotonic()
+        assert v.stop() == 0
+        assert time.monotonic() - started < 10
+        wait_for(lambda: seen("STOPPING=1"), 5, "STOPPING=1")
+        assert ready_at < next(t for t, m in messages if "STOPPING=1" in m)
+    finally:
+        done.set()
+        reader.join(2)
+        sock.close()
+
+
+def test_sigterm_finishes_in_flight_requests(vigil: Vigil) -> None:
+    # A slow-ish request (a process scan) in flight while SIGTERM arrives still gets its answer.
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(vigil.get, "/api/v1/processes?limit=1000") for _ in range(8)]
+        time.sleep(0.01)  # let the requests reach the server before the signal (not a wait for a result)
+        vigil.signal(15)
+        statuses = []
+        for f in futures:
+            try:
+                statuses.append(f.result().status)
+            except OSError:
+                statuses.append("refused")  # arrived after the listener closed: never accepted
+    assert all(s in (200, "refused") for s in statuses), statuses
+    assert vigil.proc is not None and vigil.proc.wait(10) == 0
+
+
+def test_kill9_during_key_creation_burst_loses_no_acknowledged_key(make_vigil) -> None:
+    v = make_vigil().start()
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def create(i: int) -> None:
+        while not stop.is_set():
+            try:
+                r = v.post("/api/v1/api-keys", {"name": f"burst-{i}"}, timeout=5)
+            except OSError:
+                return
+            if r.status == 201:
+                with lock:
+                    acknowledged.append(r.json()["data"]["id"])
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(acknowledged) >= 150, 30, "a burst of key creations")
+    v.kill9()
+    stop.set()
+    for t in threads:
+        t.join(10)
+    count = len(acknowledged)
+    db = sqlite3.connect(v.state_dir / "vigil.db")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    v.start()
+    listed = {k["id"] for k in v.get("/api/v1/api-keys").json()["data"]["api_keys"]}
+    missing = set(acknowledged) - listed
+    assert not missing, f"{len(missing)} of {count} acknowledged keys lost"
+    assert v.stop() == 0
+
+
+def _run_expect_failure(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([sys.executable, "-m", "agent", "run", *args], cwd=REPO, capture_output=True,
+                         text=True, timeout=timeout)
+    assert out.returncode != 0, out
+    return out
+
+
+def test_port_in_use_exits_with_reason(make_vigil) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        v = make_vigil()
+        out = _run_expect_failure(["--config", str(v.config_path), "--listen", f"127.0.0.1:{port}"])
+        assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
+        assert "in use" in out.stderr.lower()
+    finally:
+        holder.close()
+
+
+def test_invalid_config_exits_with_file_line(make_vigil) -> None:
+    v = make_vigil()
+    v.write_config("listen: 127.0.0.1:1\nstate_dir: /tmp/x\ncollectors:\n  cpu:\n    enabled: maybe\n")
+    out = _run_expect_failure(["--config", str(v.config_path)])
+    assert "vigil.yaml:5: collectors.cpu.enabled:" in out.stderr
+
+
+def _mount_tmpfs(path: Path, options: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if result.returncode != 0:
+        if IN_CI:
+            pytest.fail(f"cannot mount a tmpfs in CI: {result.stderr!r}")
+        pytest.skip(f"mounting a tmpfs needs root: {result.stderr.decode().strip()}")
+    return True
+
+
+def test_read_only_state_dir_exits_with_reason(make_vigil, tmp_path: Path) -> None:
+    state = tmp_path / "ro-state"
+    _mount_tmpfs(state, "size=1m,ro")
+    try:
+        v = make_vigil()
+        out = _run_expect_failure(["--config", str(v.config_path), "--state-dir", str(state),
+                                   "--listen", f"127.0.0.1:{free_port()}"])
+        assert str(state) in out.stderr and ("read-only" in out.stderr or "not writable" in out.stderr)
+    finally:
+        subprocess.run(["umount", str(state)], check=False)
+
+
+def test_full_state_dir_fails_writes_cleanly_and_daemon_survives(make_vigil, tmp_path: Path) -> None:
+    state = tmp_path / "small-state"
+    _mount_tmpfs(state, "size=600k")
+    v = make_vigil({"state_dir": str(state)})
+    try:
+        v.start()
+        filler = state / "filler"
+        with open(filler, "wb") as fh:
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+        statuses = set()
+        for i in range(40):
+            r = v.post("/api/v1/api-keys", {"name": f"k{i}" + "x" * 90})
+            statuses.add(r.status)
+            if r.status >= 500:
+                body = r.json()
+                assert body["status"] == "error" and "full" in body["error"].lower()
+                break
+        assert any(s >= 500 for s in statuses), statuses
+        assert v.get("/readyz", key=None).status == 200
+        filler.unlink()
+        r = v.post("/api/v1/api-keys", {"name": "after space freed"})
+        assert r.status == 201
+        assert v.stop() == 0
+    finally:
+        if v.proc is not None and v.proc.poll() is None:
+            v.kill9()
+        subprocess.run(["umount", str(state)], check=False)

@@ -138,7 +138,7 @@ class Vigil:
     def admin_key(self) -> str:
         return (self.state_dir / "admin.key").read_text().strip()
 
-    def request(self, method: str, path: str, key: str | None | bool = True, **kw: Any) -> Response:
+    def request(self, method: str, path: str, key: str | bool | None = True, **kw: Any) -> Response:
         token = self.admin_key if key is True else (key or None)
         return http(method, self.url + path, key=token, **kw)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -110,7 +110,7 @@ def test_key_lifecycle(agent: Vigil) -> None:
 
 
 def test_expired_key_is_401(agent: Vigil) -> None:
-    soon = (datetime.now(timezone.utc) + timedelta(seconds=1.5)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(seconds=1.5)).isoformat()
     token, _ = make_key(agent, "viewer", expires_at=soon)
     assert agent.get("/api/v1/status", key=token).status == 200
     wait_for(lambda: agent.get("/api/v1/status", key=token).status == 401, 5, "the key to expire")
@@ -148,7 +148,7 @@ def test_processes(agent: Vigil) -> None:
     assert rss == sorted(rss, reverse=True)
     p = data["processes"][0]
     assert set(p) >= {"pid", "name", "user", "status", "cpu_percent", "memory_percent", "rss", "cmdline"}
-    mine = agent.get(f"/api/v1/processes?name=pytest&limit=1000").json()["data"]["processes"]
+    mine = agent.get("/api/v1/processes?name=pytest&limit=1000").json()["data"]["processes"]
     assert os.getpid() in {p["pid"] for p in mine}
     by_name = agent.get("/api/v1/processes?sort=name&limit=1000").json()["data"]["processes"]
     assert [p["name"] for p in by_name] == sorted(p["name"] for p in by_name)

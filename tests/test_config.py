@@ -83,7 +83,8 @@ def test_drop_ins_merge_and_point_at_their_file(tmp_path: Path) -> None:
 def test_secret_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = write(tmp_path / "token", "from-file\n")
     monkeypatch.setenv("VIGIL_TEST_TOKEN", "from-env")
-    path = write(tmp_path / "v.yaml", f"metrics:\n  bearer_token: ${{file:{secret}}}\nenvironment: ${{env:VIGIL_TEST_TOKEN}}\n")
+    path = write(tmp_path / "v.yaml",
+                 f"metrics:\n  bearer_token: ${{file:{secret}}}\nenvironment: ${{env:VIGIL_TEST_TOKEN}}\n")
     loaded = load_config(str(path))
     assert loaded.config.metrics.bearer_token.get_secret_value() == "from-file"
     assert loaded.config.environment == "from-env"

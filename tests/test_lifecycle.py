@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, IN_CI, Vigil, free_port, http, wait_for
+from tests.conftest import IN_CI, REPO, Vigil, free_port, http, wait_for
 
 
 def test_sd_notify_ready_watchdog_reloading_stopping(make_vigil, tmp_path: Path) -> None:

@@ -34,16 +34,6 @@ def parse_duration(value: object) -> float:
     raise ValueError(f"expected a duration like 15s, 1m or 2h30m, got {value!r}")
 
 
-def format_duration(seconds: float) -> str:
-    if seconds and seconds % 3600 == 0:
-        return f"{int(seconds // 3600)}h"
-    if seconds and seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    if float(seconds).is_integer():
-        return f"{int(seconds)}s"
-    return f"{int(round(seconds * 1000))}ms"
-
-
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),

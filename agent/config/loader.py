@@ -53,7 +53,7 @@ def read_sources(config_path: str) -> dict[str, str]:
         with open(config_path, encoding="utf-8") as fh:
             main = fh.read()
     except OSError as exc:
-        raise ConfigError([ConfigIssue(config_path, None, "", f"cannot read config: {exc.strerror or exc}")])
+        raise ConfigError([ConfigIssue(config_path, None, "", f"cannot read config: {exc.strerror or exc}")]) from None
     sources = {config_path: main}
     located, _ = parse_yaml(main, config_path)
     patterns = DEFAULT_INCLUDE
@@ -64,7 +64,7 @@ def read_sources(config_path: str) -> dict[str, str]:
             with open(path, encoding="utf-8") as fh:
                 sources[path] = fh.read()
         except OSError as exc:
-            raise ConfigError([ConfigIssue(path, None, "", f"cannot read drop-in: {exc.strerror or exc}")])
+            raise ConfigError([ConfigIssue(path, None, "", f"cannot read drop-in: {exc.strerror or exc}")]) from None
     return sources
 
 

@@ -90,7 +90,7 @@ def merge(base: Located, extra: Located) -> None:
             return dst
         if isinstance(dst, list) and isinstance(src, list):
             offset = len(dst)
-            for i, item in enumerate(src):
+            for i, _item in enumerate(src):
                 _move((*path, i), (*path, offset + i))
             return dst + src
         _move(path, path)

@@ -9,6 +9,7 @@ Each write runs in its own SAVEPOINT: one failing write does not take its batch-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
@@ -161,10 +162,8 @@ class Store:
             await db.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("store_commit_failed", error=str(exc), writes=len(batch))
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 await db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             error = StoreError(f"database write failed: {exc}")
             outcomes = [(item, None, error) for item in batch]
         elapsed = time.perf_counter() - started

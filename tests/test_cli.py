@@ -46,3 +46,23 @@ def test_status_when_agent_is_down(make_vigil) -> None:
     (v.state_dir / "admin.key").write_text("vgl_x\n")
     out = vigil_cli(v, "status")
     assert out.returncode == 1 and "cannot reach the agent" in out.stderr
+
+
+def test_admin_key_is_regenerated_when_no_admin_key_is_usable(make_vigil) -> None:
+    import sqlite3
+
+    v = make_vigil().start()
+    first = v.admin_key
+    assert (v.state_dir / "admin.key").stat().st_mode & 0o777 == 0o600
+    assert v.stop() == 0
+    v.start()
+    assert v.admin_key == first  # a restart keeps the key
+    assert v.stop() == 0
+    db = sqlite3.connect(v.state_dir / "vigil.db")
+    db.execute("UPDATE api_keys SET revoked_at = 1")  # the documented recovery for a lost key
+    db.commit()
+    db.close()
+    v.start()
+    assert v.admin_key != first
+    assert v.get("/api/v1/api-keys").status == 200
+    assert v.stop() == 0

@@ -116,8 +116,13 @@ class KeyRing:
         await sql.touch(self.store, pending)
 
     async def ensure_bootstrap_key(self, state_dir: str) -> str | None:
-        """On a first start with no keys, create an admin key in <state_dir>/admin.key (0600)."""
-        if self._by_hash:
+        """With no usable admin key (first start, or all revoked or expired: the way back in for
+        someone who lost theirs), create one in <state_dir>/admin.key (0600)."""
+        now = time.time()
+        if any(
+            r.role == "admin" and r.revoked_at is None and (r.expires_at is None or r.expires_at > now)
+            for r in self._by_hash.values()
+        ):
             return None
         path = os.path.join(state_dir, "admin.key")
         row, token = _new_key("bootstrap admin", "admin", None, "vigil")

@@ -21,7 +21,7 @@ from agent.config.loader import LoadedConfig, load_config, parse_sources
 from agent.config.schema import RESTART_REQUIRED, Config
 from agent.events import EventBus
 from agent.selfmetrics import SelfMetrics
-from agent.store import Store
+from agent.store import Store, StoreError
 from agent.store import config_versions as versions
 
 log = structlog.get_logger("vigil.config")
@@ -113,13 +113,18 @@ class ConfigManager:
                 return self._rejected(
                     source, [ConfigIssue(self.path, None, "", f"applying the change failed: {exc}")]
                 )
+            try:
+                version_id = await versions.insert(
+                    self.store, time.time(), source, actor, reason, changes, new.sources
+                )
+            except StoreError as exc:
+                await self._apply(old.config, new.config)
+                return self._rejected(source, [ConfigIssue(self.path, None, "", f"cannot record the version: {exc}")])
+            # No await from here on: readers see the new config, version and result together.
             self.current = new
+            self.version_id = version_id
             restart = touches(changes, RESTART_REQUIRED)
             self.pending_restart = sorted(set(self.pending_restart) | set(restart))
-            version_id = await versions.insert(
-                self.store, time.time(), source, actor, reason, changes, new.sources
-            )
-            self.version_id = version_id
             return self._accepted(source, version_id, changes, restart)
 
     async def _apply(self, new: Config, old: Config) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Callable
 
 from agent.collectors import CollectorContext
 from agent.collectors.filesystem import FilesystemCollector
@@ -16,8 +17,8 @@ from agent.scheduler import Scheduler
 from agent.selfmetrics import SelfMetrics
 
 
-async def poll(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
+async def poll(predicate: Callable[[], object], within: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")

@@ -64,6 +64,12 @@ def test_viewer_on_admin_route_is_403(agent: Vigil) -> None:
     assert_envelope(agent.post("/api/v1/api-keys", {"name": "x"}, key=viewer), 403, "forbidden")
 
 
+def test_head_is_authorized_like_get(agent: Vigil) -> None:
+    assert agent.request("HEAD", "/api/v1/api-keys", key=None).status == 401
+    assert agent.request("HEAD", "/api/v1/api-keys").status == 200
+    assert agent.request("HEAD", "/healthz", key=None).status == 200
+
+
 def test_unknown_route_and_method(agent: Vigil) -> None:
     assert_envelope(agent.get("/api/v1/nope"), 404, "not_found")
     r = agent.request("PUT", "/api/v1/health")

@@ -15,7 +15,10 @@ def build_app(svc: Services) -> web.Application:
     app[SERVICES] = svc
     table = {}
     for ep in ROUTES.endpoints:
-        route = app.router.add_route(ep.method, ep.path, ep.handler)
-        table[(ep.method, route.resource.canonical if route.resource else ep.path)] = ep
+        methods = [ep.method, "HEAD"] if ep.method == "GET" and not ep.websocket else [ep.method]
+        for method in methods:
+            # HEAD runs the GET handler, so it maps to the same endpoint: same scope, same limits.
+            route = app.router.add_route(method, ep.path, ep.handler)
+            table[(method, route.resource.canonical if route.resource else ep.path)] = ep
     app[ENDPOINTS] = table
     return app

@@ -152,7 +152,8 @@ class Client:
         from agent.config.schema import split_listen
 
         url, state_dir = args.url, args.state_dir
-        if url is None or state_dir is None:
+        key = os.environ.get("VIGIL_API_KEY")
+        if url is None or (state_dir is None and not key):
             try:
                 config = load_config(args.config).config
             except ConfigError as exc:
@@ -166,9 +167,8 @@ class Client:
             host = f"[{host}]" if ":" in host else host
             url = url or f"{'https' if config.tls_server_config else 'http'}://{host}:{port}"
             state_dir = state_dir or config.state_dir
-        key = os.environ.get("VIGIL_API_KEY")
         if not key:
-            path = os.path.join(state_dir, "admin.key")
+            path = os.path.join(state_dir or ".", "admin.key")
             try:
                 with open(path, encoding="utf-8") as fh:
                     key = fh.read().strip()

@@ -12,7 +12,6 @@ import asyncio
 import faulthandler
 import os
 import signal
-import socket
 import ssl
 import sys
 import threading
@@ -86,6 +85,8 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
         self._lag = 0.0
+        self._watcher: ConfigWatcher | None = None
+        self._manager: ConfigManager | None = None
 
     async def run(self) -> int:
         overrides = {"listen": self.options.listen, "state_dir": self.options.state_dir}
@@ -117,18 +118,23 @@ class Daemon:
         runner: web.AppRunner | None = None
         scheduler = Scheduler(self.metrics)
         collectors: CollectorRunner | None = None
-        watcher: ConfigWatcher | None = None
         keys: KeyRing | None = None
         try:
             keys = KeyRing(store)
-            await keys.load()
+            try:
+                await keys.load()
+            except StoreError as exc:
+                raise StartupError(str(exc)) from None
             try:
                 await keys.ensure_bootstrap_key(state_dir)
             except (OSError, StoreError) as exc:
                 raise StartupError(f"cannot create the admin key in {state_dir}: {exc}") from None
             bus = EventBus(self.metrics)
             manager = ConfigManager(self.options.config_path, loaded, store, bus, self.metrics)
-            await manager.record_startup()
+            try:
+                await manager.record_startup()
+            except StoreError as exc:
+                raise StartupError(f"cannot record the config version: {exc}") from None
             ctx = CollectorContext(self.metrics, config.collectors.proc_path, config.collectors.sys_path)
             collectors = CollectorRunner(ctx, scheduler, bus, self.metrics)
             hostview = HostView(collectors)
@@ -137,7 +143,7 @@ class Daemon:
                 config=manager, store=store, keys=keys, bus=bus, scheduler=scheduler, collectors=collectors,
                 exporter=Exporter(collectors, self.metrics), processes=ProcessTable(config.processes.cache_ttl),
                 metrics=self.metrics, hostview=hostview, limiter=limiter,
-                hostname=config.hostname or socket.gethostname(), started_at=started_at,
+                started_at=started_at,
                 is_ready=lambda: self._ready,
             )
             manager.on_apply(lambda new, old: self._apply(svc, new, old))
@@ -158,10 +164,8 @@ class Daemon:
                 raise StartupError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from None
 
             self._install_signals(manager)
-            if config.reload.watch:
-                watcher = ConfigWatcher(self.options.config_path, config.include, config.reload.debounce,
-                                        lambda _paths: self._reload(manager, "file"))
-                watcher.start()
+            self._manager = manager
+            await self._restart_watcher(config)
             self._tasks.append(asyncio.create_task(self._measure_lag(), name="loop-lag"))
             interval = watchdog_interval()
             if interval:
@@ -179,8 +183,8 @@ class Daemon:
         finally:
             for task in self._tasks:
                 task.cancel()
-            if watcher is not None:
-                await watcher.stop()
+            if self._watcher is not None:
+                await self._watcher.stop()
             scheduler.shutdown()
             if runner is not None:
                 await runner.cleanup()  # stops accepting, then waits for in-flight requests
@@ -204,11 +208,26 @@ class Daemon:
         svc.processes.ttl = new.processes.cache_ttl
         if new.collectors != old.collectors:
             svc.collectors.configure(new.collectors)
+        if (new.include, new.reload) != (old.include, old.reload):
+            await self._restart_watcher(new)
+
+    async def _restart_watcher(self, config: Config) -> None:
+        manager = self._manager
+        assert manager is not None
+        if self._watcher is not None:
+            await self._watcher.stop()
+            self._watcher = None
+        if config.reload.watch:
+            self._watcher = ConfigWatcher(self.options.config_path, config.include, config.reload.debounce,
+                                          lambda _paths: self._reload(manager, "file"))
+            self._watcher.start()
 
     async def _reload(self, manager: ConfigManager, source: str) -> None:
         self.notifier.reloading()
         try:
             await manager.reload(source)
+            if self._watcher is not None and self._watcher.stale():
+                await self._restart_watcher(manager.config)
         finally:
             self.notifier.ready()
 

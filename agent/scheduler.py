@@ -28,6 +28,7 @@ class Scheduler:
         )
         self._aps.add_listener(self._on_missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self.last_heartbeat = 0.0
+        self.heartbeat_delay: float | None = None
 
     @property
     def running(self) -> bool:
@@ -38,7 +39,10 @@ class Scheduler:
         self._aps.start()
 
     async def _beat(self) -> None:
-        self.last_heartbeat = time.monotonic()
+        now = time.monotonic()
+        if self.last_heartbeat:
+            self.heartbeat_delay = max(now - self.last_heartbeat - self.HEARTBEAT_SECONDS, 0.0)
+        self.last_heartbeat = now
 
     def healthy(self) -> bool:
         """Running, and its heartbeat job ran recently (so jobs actually get to run)."""

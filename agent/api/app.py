@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from agent.api.middlewares import ENDPOINTS, authenticate, body_limit, envelope
+from agent.api.middlewares import ENDPOINTS, authenticate, envelope, input_limits
 from agent.api.routes import ROUTES
 from agent.api.services import SERVICES, Services
 
 
 def build_app(svc: Services) -> web.Application:
     # The body limit is enforced by our middleware from live config; aiohttp's own is a backstop.
-    app = web.Application(middlewares=[envelope, authenticate, body_limit], client_max_size=64 * 1024 * 1024)
+    app = web.Application(middlewares=[envelope, authenticate, input_limits], client_max_size=64 * 1024 * 1024)
     app[SERVICES] = svc
     table = {}
     for ep in ROUTES.endpoints:

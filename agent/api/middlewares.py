@@ -118,7 +118,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 @web.middleware
-async def body_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def input_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bodies within the configured size; query parameters only where the route declares them."""
+    endpoint = endpoint_of(request)
+    if endpoint is not None and endpoint.scope is not None and endpoint.query is None and request.query:
+        names = sorted(set(request.query))
+        raise ApiError(400, f"invalid query parameter: {', '.join(names)}: this route takes no query parameters",
+                       {"errors": [{"field": n, "message": "unknown query parameter"} for n in names]})
     limit = services(request).config.config.api.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"request body of {request.content_length} bytes is larger than {limit} bytes",

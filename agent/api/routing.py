@@ -72,15 +72,25 @@ def parse_query(request: web.Request, model: type[M]) -> M:
 
 
 async def parse_body(request: web.Request, model: type[M], max_bytes: int) -> M:
-    data = await request.content.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ApiError(413, f"request body is larger than {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:  # a chunked body arrives in pieces; read to the end, but never past the limit
+        chunk = await request.content.read(max_bytes + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, f"request body is larger than {max_bytes} bytes", {"max_body_bytes": max_bytes})
+    data = b"".join(chunks)
     if not data:
         raise ApiError(400, "request body is empty; expected a JSON object")
     try:
         payload = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply") from None
     try:
         return model.model_validate(payload)
     except ValidationError as exc:

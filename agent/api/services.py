@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,10 +35,14 @@ class Services:
     metrics: SelfMetrics
     hostview: HostView
     limiter: RateLimiter
-    hostname: str
     started_at: float
     is_ready: Callable[[], bool]
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+    @property
+    def hostname(self) -> str:
+        return self.config.config.hostname or socket.gethostname()
 
 
 SERVICES = web.AppKey("services", Services)

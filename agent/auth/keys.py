@@ -21,7 +21,8 @@ TOKEN_PREFIX = "vgl_"
 
 
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    # surrogateescape: a header with bytes that are not UTF-8 is just a key that matches nothing.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,7 +46,11 @@ class CollectorRunner:
         self.version = 0  # bumped on every change, so renderers can cache
         self._collectors: dict[str, Collector] = {}
         self._inflight: dict[str, concurrent.futures.Future[list[Family]]] = {}
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="collector")
+        # A thread per collector at most (created only when needed): one stuck collector holds its
+        # own thread and never makes the others queue behind it.
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=len(REGISTRY), thread_name_prefix="collector"
+        )
         self._config: CollectorsConfig | None = None
         self._hooks: list[SnapshotHook] = []
 
@@ -65,8 +70,10 @@ class CollectorRunner:
                     self.scheduler.remove(job_id)
                     self._collectors.pop(name).close()
                     self.latest.pop(name, None)
-                    self.metrics.collector_success.remove(name)
-                    self.metrics.collector_duration.remove(name)
+                    for gauge in (self.metrics.collector_success, self.metrics.collector_duration,
+                                  self.metrics.collector_last_success):
+                        with contextlib.suppress(KeyError):
+                            gauge.remove(name)
                     self.version += 1
                 continue
             fresh = name not in self._collectors

@@ -19,6 +19,8 @@ from agent.config.diff import diff_documents, touches
 from agent.config.errors import ConfigError, ConfigIssue
 from agent.config.loader import LoadedConfig, load_config, parse_sources
 from agent.config.schema import RESTART_REQUIRED, Config
+from agent.config.secrets import MASK
+from agent.config.yamlsource import format_path
 from agent.events import EventBus
 from agent.selfmetrics import SelfMetrics
 from agent.store import Store, StoreError
@@ -56,6 +58,7 @@ class ConfigManager:
     ):
         self.path = path
         self.current = loaded
+        self.running = loaded  # what the process started with: restart-only settings stay at this
         self.store = store
         self.bus = bus
         self.metrics = metrics
@@ -102,7 +105,7 @@ class ConfigManager:
             except ConfigError as exc:
                 return self._rejected(source, exc.issues)
             old = self.current
-            changes = diff_documents(old.raw, new.raw)
+            changes = diff_documents(old.raw, new.raw) or _rotated_secrets(old, new)
             if not changes and new.sources == old.sources:
                 return self._accepted(source, self.version_id, [], [])
             try:
@@ -124,7 +127,7 @@ class ConfigManager:
             self.current = new
             self.version_id = version_id
             restart = touches(changes, RESTART_REQUIRED)
-            self.pending_restart = sorted(set(self.pending_restart) | set(restart))
+            self.pending_restart = touches(diff_documents(self.running.raw, new.raw), RESTART_REQUIRED)
             return self._accepted(source, version_id, changes, restart)
 
     async def _apply(self, new: Config, old: Config) -> None:
@@ -158,6 +161,27 @@ class ConfigManager:
         log.error("config_rejected", source=source, errors=[str(i) for i in issues])
         self.bus.publish("config_rejected", source=source, errors=[i.as_dict() for i in issues])
         return result
+
+
+def _rotated_secrets(old: LoadedConfig, new: LoadedConfig) -> list[dict[str, Any]]:
+    """Referenced secrets whose value changed while the YAML did not (a rotated token file)."""
+    if old.config == new.config:
+        return []
+    before, after = old.config.model_dump(), new.config.model_dump()
+    changed = []
+    for path in sorted(new.secret_paths, key=str):
+        if _value_at(before, path) != _value_at(after, path):
+            changed.append({"path": format_path(path), "old_value": MASK, "new_value": MASK})
+    return changed
+
+
+def _value_at(data: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
 
 
 def _raw_of(sources: dict[str, str], path: str) -> dict[str, Any]:

@@ -148,6 +148,15 @@ class CollectorsConfig(Section):
     filefd: CollectorSettings = Field(default_factory=CollectorSettings)
     hwmon: CollectorSettings = Field(default_factory=CollectorSettings)
 
+    @model_validator(mode="after")
+    def _stat_timeout_below_timeout(self) -> CollectorsConfig:
+        if self.filesystem.stat_timeout >= self.timeout_of("filesystem"):
+            raise ValueError(
+                f"filesystem.stat_timeout ({self.filesystem.stat_timeout:g}s) must be below the filesystem "
+                f"collector's timeout ({self.timeout_of('filesystem'):g}s), or one hung mount hides all mounts"
+            )
+        return self
+
     def settings(self, name: str) -> CollectorSettings:
         return getattr(self, name)
 
@@ -206,4 +215,5 @@ class Config(Section):
 # Changing these needs a restart; a reload keeps the running value and says so.
 RESTART_REQUIRED = (
     "listen", "state_dir", "store", "tls_server_config", "collectors.proc_path", "collectors.sys_path",
+    "api.shutdown_timeout",
 )

@@ -29,17 +29,34 @@ class ConfigWatcher:
         self.on_change = on_change
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._roots: set[str] = set()
 
     def relevant(self, path: str) -> bool:
         path = os.path.abspath(path)
         return path == self.config_path or any(fnmatch.fnmatch(path, g) for g in self.globs)
 
     def start(self) -> None:
+        self._roots = self.roots()
         self._task = asyncio.create_task(self._run(), name="config-watcher")
 
-    async def _run(self) -> None:
+    def roots(self) -> set[str]:
+        """Directories to watch: the config file's (recursively: conf.d/ may appear later) and
+        each drop-in directory that exists. One outside the config dir that does not exist yet is
+        picked up by the next reload (SIGHUP) after it is created."""
         roots = {os.path.dirname(self.config_path)}
         roots.update(os.path.dirname(g) for g in self.globs if os.path.isdir(os.path.dirname(g)))
+        return roots
+
+    def stale(self) -> bool:
+        return self._roots != self.roots()
+
+    async def _run(self) -> None:
+        roots = self._roots
+        for g in self.globs:
+            if not os.path.isdir(os.path.dirname(g)) and not any(os.path.dirname(g).startswith(r + os.sep)
+                                                                    for r in roots):
+                log.warning("include_dir_missing", dir=os.path.dirname(g),
+                            hint="create it, then reload (SIGHUP) to watch it")
         step = max(int(self.debounce * 1000), 10)
         while not self._stop.is_set():
             try:
@@ -58,7 +75,8 @@ class ConfigWatcher:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
+        # Stopped from its own callback (a reload that changed `include`): the loop ends by itself.
+        if self._task is not None and self._task is not asyncio.current_task():
             try:
                 await asyncio.wait_for(self._task, 5)
             except TimeoutError:

@@ -16,6 +16,8 @@ from agent.api.services import services
 from agent.auth.roles import scopes_of
 from agent.store.apikeys import ApiKeyRow
 
+_LATEST = parse_iso("9999-01-01T00:00:00Z")
+
 
 class CreateKey(BodyModel):
     name: str = Field(min_length=1, max_length=100)
@@ -33,6 +35,8 @@ class CreateKey(BodyModel):
             raise ValueError(f"not an ISO 8601 time: {value!r}") from None
         if ts <= time.time():
             raise ValueError("must be in the future")
+        if ts >= _LATEST:
+            raise ValueError("must be before the year 9999")
         return value
 
 

@@ -19,7 +19,8 @@ from agent.api.services import Services, services
 from agent.auth.keys import AuthFailure
 from agent.auth.roles import scopes_of
 
-_verified: set[tuple[str, str, str]] = set()  # (user, bcrypt hash, sha256 of password) seen valid
+_verified: set[tuple[str, str, str]] = set()
+_bcrypt_slots = asyncio.Semaphore(2)  # (user, bcrypt hash, sha256 of password) seen valid
 
 
 @ROUTES.route("GET", "/metrics", summary="Prometheus exposition (text or OpenMetrics)", scope=None,
@@ -43,13 +44,15 @@ async def _authorize(request: web.Request, svc: Services) -> None:
     if header[:6].lower() == "basic " and cfg.basic_auth_users:
         try:
             user, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, ValueError):  # ValueError: non-ASCII in the header, or not UTF-8
             user, password = "", ""
         hashed = cfg.basic_auth_users.get(user)
         if hashed is not None and await _bcrypt_ok(user, password, hashed.get_secret_value()):
             return
     token = bearer_token(request)
-    if token and cfg.bearer_token and hmac.compare_digest(token, cfg.bearer_token.get_secret_value()):
+    if token and cfg.bearer_token and hmac.compare_digest(
+        token.encode("utf-8", "surrogateescape"), cfg.bearer_token.get_secret_value().encode()
+    ):
         return
     if token and cfg.require_api_key:
         found = svc.keys.authenticate(token)
@@ -65,7 +68,8 @@ async def _bcrypt_ok(user: str, password: str, hashed: str) -> bool:
     key = (user, hashed, hashlib.sha256(password.encode()).hexdigest())
     if key in _verified:
         return True
-    good = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed.encode())
+    async with _bcrypt_slots:  # unauthenticated guesses must not tie up the shared thread pool
+        good = await asyncio.to_thread(bcrypt.checkpw, password.encode("utf-8", "surrogateescape"), hashed.encode())
     if good:
         _verified.add(key)
     return good

@@ -38,7 +38,12 @@ async def components(svc: Services) -> dict[str, dict[str, Any]]:
     except Exception as exc:
         out["store"] = {"status": "unhealthy", "error": str(exc)}
     sched_ok = svc.scheduler.healthy()
-    out["scheduler"] = {"status": "healthy" if sched_ok else "unhealthy", "jobs": len(svc.scheduler.job_ids())}
+    out["scheduler"] = {
+        "status": "healthy" if sched_ok else "unhealthy",
+        "jobs": len(svc.scheduler.job_ids()),
+        # How late its heartbeat job is: the scheduler's own "response time".
+        "response_time_ms": _ms(svc.scheduler.heartbeat_delay),
+    }
     failing = svc.collectors.failing()
     durations = [r.duration for r in svc.collectors.latest.values()]
     out["collectors"] = {
@@ -47,7 +52,7 @@ async def components(svc: Services) -> dict[str, dict[str, Any]]:
         "failing": {name: svc.collectors.latest[name].error for name in failing},
         "response_time_ms": _ms(max(durations) if durations else None),
     }
-    out["api"] = {"status": "healthy", "listen": svc.config.config.listen}
+    out["api"] = {"status": "healthy", "listen": svc.config.running.config.listen}
     reload = svc.config.last_reload
     out["config"] = {
         "status": "healthy" if reload is None or reload.ok else "degraded",

@@ -94,6 +94,9 @@ def test_bad_bodies(agent: Vigil) -> None:
     assert_envelope(agent.post("/api/v1/api-keys", {"name": "x", "colour": "red"}), 400, "bad_data")
     assert_envelope(agent.post("/api/v1/api-keys", {"name": "x", "expires_at": "2001-01-01T00:00:00Z"}),
                     400, "bad_data")
+    assert_envelope(agent.post("/api/v1/api-keys", {"name": "x", "expires_at": "9999-12-31T23:59:59-23:59"}),
+                    400, "bad_data")
+    assert_envelope(agent.post("/api/v1/api-keys", raw=b"[" * 4000), 400, "bad_data")
     big = {"name": "x" * 10_000}
     assert_envelope(agent.post("/api/v1/api-keys", big), 413, "payload_too_large")
     assert len(agent.get("/api/v1/api-keys").json()["data"]["api_keys"]) == before
@@ -106,7 +109,6 @@ def test_key_lifecycle(agent: Vigil) -> None:
     assert created["id"] in listed
     assert "key" not in listed[created["id"]] and token not in json.dumps(listed)
     assert agent.get("/api/v1/status", key=token).status == 200
-    wait_for(lambda: agent.get("/api/v1/api-keys").json()["data"]["api_keys"], 2, "list")
     r = agent.delete(f"/api/v1/api-keys/{created['id']}")
     assert r.status == 200 and r.json()["data"]["status"] == "revoked"
     body = assert_envelope(agent.get("/api/v1/status", key=token), 401, "unauthorized")
@@ -119,7 +121,7 @@ def test_expired_key_is_401(agent: Vigil) -> None:
     soon = (datetime.now(UTC) + timedelta(seconds=1.5)).isoformat()
     token, _ = make_key(agent, "viewer", expires_at=soon)
     assert agent.get("/api/v1/status", key=token).status == 200
-    wait_for(lambda: agent.get("/api/v1/status", key=token).status == 401, 5, "the key to expire")
+    wait_for(lambda: agent.get("/api/v1/status", key=token).status == 401, 10, "the key to expire")
     assert agent.get("/api/v1/status", key=token).json()["details"]["reason"] == "expired"
 
 
@@ -161,14 +163,14 @@ def test_processes(agent: Vigil) -> None:
 
 
 def test_rate_limit_429(make_vigil) -> None:
-    v = make_vigil({"api": {"rate_limit": {"window": "1h", "default": 1000, "categories": {"health": 3}}}})
+    v = make_vigil({"api": {"rate_limit": {"window": "100y", "default": 1000, "categories": {"health": 3}}}})
     v.start()
     seen = [v.get("/api/v1/health") for _ in range(3)]
     assert [r.headers["X-RateLimit-Remaining"] for r in seen] == ["2", "1", "0"]
     assert all(r.headers["X-RateLimit-Limit"] == "3" for r in seen)
     r = v.get("/api/v1/health")
     body = assert_envelope(r, 429, "rate_limited")
-    assert 1 <= int(r.headers["Retry-After"]) <= 3600
+    assert int(r.headers["Retry-After"]) >= 1
     assert body["details"]["category"] == "health"
     assert v.get("/api/v1/api-keys").status == 200  # another category is not affected
     assert v.stop() == 0
@@ -218,3 +220,48 @@ def test_events_websocket(agent: Vigil) -> None:
     assert hello["type"] == "hello"
     assert event["type"] == "api_key_created" and event["data"]["role"] == "viewer"
     assert time.time() - event["time"] < 30
+
+
+def test_chunked_bodies(agent: Vigil) -> None:
+    import http.client
+
+    def post_chunks(chunks: list[bytes]) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=10)
+        conn.putrequest("POST", "/api/v1/api-keys")
+        conn.putheader("Authorization", f"Bearer {agent.admin_key}")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        for chunk in chunks:
+            conn.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            time.sleep(0.05)  # arrive in separate reads, as a slow client's would
+        conn.send(b"0\r\n\r\n")
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        conn.close()
+        return resp.status, body
+
+    status, body = post_chunks([b'{"name": ', b'"chunked"}'])
+    assert status == 201 and body["data"]["name"] == "chunked"
+    status, body = post_chunks([b'{"name": "' + b"x" * 3000, b"y" * 3000 + b'"}'])
+    assert status == 413 and body["errorType"] == "payload_too_large"
+
+
+def test_non_utf8_credentials_are_401(agent: Vigil) -> None:
+    import http.client
+
+    for header in (b"Authorization: Bearer \xff\xfe", b"X-API-Key: \xff"):
+        conn = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=10)
+        conn.putrequest("GET", "/api/v1/health")
+        conn.putheader(*header.decode("latin-1").split(": ", 1))
+        conn.endheaders()
+        resp = conn.getresponse()
+        assert resp.status == 401, header
+        assert json.loads(resp.read())["errorType"] == "unauthorized"
+        conn.close()
+
+
+def test_undeclared_query_parameters_are_400(agent: Vigil) -> None:
+    body = assert_envelope(agent.get("/api/v1/health?foo=1"), 400, "bad_data")
+    assert body["details"]["errors"] == [{"field": "foo", "message": "unknown query parameter"}]
+    assert agent.get("/healthz?probe=1", key=None).status == 200  # probes and scrapes are lenient

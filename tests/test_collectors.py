@@ -147,7 +147,7 @@ def test_loadavg_matches_getloadavg(make: Make) -> None:
     after = os.getloadavg()
     for i, name in enumerate(("node_load1", "node_load5", "node_load15")):
         low, high = sorted((before[i], after[i]))
-        assert low - 0.005 <= only(families[name]) <= high + 0.005
+        assert low - 0.02 <= only(families[name]) <= high + 0.02, (name, before, after)
 
 
 def test_meminfo_matches_proc_meminfo(make: Make) -> None:

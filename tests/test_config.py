@@ -105,6 +105,12 @@ def test_bcrypt_hashes_required_for_basic_auth(tmp_path: Path) -> None:
     assert "metrics.basic_auth_users" in issue and "bcrypt" in issue
 
 
+def test_stat_timeout_must_be_below_collector_timeout(tmp_path: Path) -> None:
+    path = write(tmp_path / "v.yaml", "collectors:\n  filesystem:\n    timeout: 2s\n    stat_timeout: 5s\n")
+    (issue,) = issues_of(path)
+    assert issue.startswith(f"{path}:1: collectors:") and "stat_timeout (5s) must be below" in issue
+
+
 def test_durations() -> None:
     assert parse_duration("1m30s") == 90 and parse_duration("500ms") == 0.5 and parse_duration(5) == 5
     for bad in ("", "5 minutes", "-1s", True, -3):

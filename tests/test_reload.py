@@ -112,3 +112,45 @@ def test_config_versions_are_stored(make_vigil) -> None:
     v.start()
     assert v.get("/api/v1/status").json()["data"]["config"]["version"] == 2
     assert v.stop() == 0
+
+
+def test_inline_secrets_are_masked_in_diffs_and_events(make_vigil) -> None:
+    v = make_vigil().start()
+    viewer = v.post("/api/v1/api-keys", {"name": "viewer", "role": "viewer"}).json()["data"]["key"]
+    edit(v, lambda d: d.update(metrics={"bearer_token": "hunter2-plaintext"}, hostname="renamed-host"))
+    wait_for(lambda: v.get("/api/v1/status").json()["data"]["hostname"] == "renamed-host", 5, "the edit")
+    status = v.get("/api/v1/status", key=viewer)
+    assert "hunter2" not in status.body.decode()
+    changes = status.json()["data"]["config"]["last_reload"]["changes"]
+    assert {"path": "metrics.bearer_token", "old_value": None, "new_value": "***"} in changes
+    assert "hunter2" not in v.log()
+    assert v.stop() == 0
+
+
+def test_sighup_picks_up_a_rotated_secret_file(make_vigil, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import http
+
+    token = tmp_path / "metrics.token"
+    token.write_text("tok-old\n")
+    v = make_vigil({"metrics": {"bearer_token": f"${{file:{token}}}"}}).start()
+    assert http("GET", v.url + "/metrics", key="tok-old").status == 200
+    token.write_text("tok-new\n")
+    v.signal(signal.SIGHUP)
+    wait_for(lambda: http("GET", v.url + "/metrics", key="tok-new").status == 200, 5, "the new token")
+    assert http("GET", v.url + "/metrics", key="tok-old").status == 401
+    changes = v.get("/api/v1/status").json()["data"]["config"]["last_reload"]["changes"]
+    assert changes == [{"path": "metrics.bearer_token", "old_value": "***", "new_value": "***"}]
+    assert v.stop() == 0
+
+
+def test_drop_in_directory_created_later_is_watched(make_vigil) -> None:
+    v = make_vigil({"environment": "main"}).start()
+    conf_d = v.config_dir / "conf.d"
+    conf_d.mkdir()
+    (conf_d / "10-env.yaml").write_text("environment: from-drop-in\n")
+    wait_for(lambda: v.get("/api/v1/health").json()["data"]["overall"]["environment"] == "from-drop-in", 5,
+             "the drop-in to apply")
+    (conf_d / "10-env.yaml").unlink()
+    wait_for(lambda: v.get("/api/v1/health").json()["data"]["overall"]["environment"] == "main", 5,
+             "the drop-in removal to apply")
+    assert v.stop() == 0

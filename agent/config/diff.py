@@ -16,6 +16,8 @@ _MISSING = object()
 def diff_documents(old: Any, new: Any, path: Path = ()) -> list[dict[str, Any]]:
     """Leaf-level changes; lists are compared whole (a list's meaning is its order). Values of
     secret fields (`SecretStr` in the schema) are masked, even when written inline."""
+    if (isinstance(old, dict) and new is _MISSING) or (old is _MISSING and isinstance(new, dict)):
+        old, new = old if old is not _MISSING else {}, new if new is not _MISSING else {}
     if isinstance(old, dict) and isinstance(new, dict) and not is_secret_path(path):
         out: list[dict[str, Any]] = []
         for key in list(old) + [k for k in new if k not in old]:
@@ -23,6 +25,10 @@ def diff_documents(old: Any, new: Any, path: Path = ()) -> list[dict[str, Any]]:
         return out
     if old == new:
         return []
+    if old == {}:
+        old = _MISSING
+    if new == {}:
+        new = _MISSING
     secret = is_secret_path(path)
     return [{
         "path": format_path(path),

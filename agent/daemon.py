@@ -141,7 +141,8 @@ class Daemon:
             limiter = RateLimiter(config.api.rate_limit)
             svc = Services(
                 config=manager, store=store, keys=keys, bus=bus, scheduler=scheduler, collectors=collectors,
-                exporter=Exporter(collectors, self.metrics), processes=ProcessTable(config.processes.cache_ttl),
+                exporter=Exporter(collectors, self.metrics),
+                processes=ProcessTable(config.processes.cache_ttl, config.collectors.proc_path),
                 metrics=self.metrics, hostview=hostview, limiter=limiter,
                 started_at=started_at,
                 is_ready=lambda: self._ready,

@@ -265,3 +265,19 @@ def test_undeclared_query_parameters_are_400(agent: Vigil) -> None:
     body = assert_envelope(agent.get("/api/v1/health?foo=1"), 400, "bad_data")
     assert body["details"]["errors"] == [{"field": "foo", "message": "unknown query parameter"}]
     assert agent.get("/healthz?probe=1", key=None).status == 200  # probes and scrapes are lenient
+
+
+def test_process_rows_agree_with_psutil(agent: Vigil) -> None:
+    import os
+
+    import psutil
+
+    rows = {p["pid"]: p for p in agent.get("/api/v1/processes?limit=1000").json()["data"]["processes"]}
+    me = psutil.Process(os.getpid())
+    row = rows[os.getpid()]
+    assert row["name"] == me.name() and row["cmdline"] == me.cmdline()
+    assert row["user"] == me.username() and abs(row["create_time"] - me.create_time()) < 0.05
+    assert row["status"] in ("running", "sleeping")
+    assert abs(row["rss"] - me.memory_info().rss) < 64 * 1024 * 1024
+    daemon = rows[agent.proc.pid]  # type: ignore[union-attr]
+    assert daemon["cmdline"][1:4] == ["-m", "agent", "run"]

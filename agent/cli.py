@@ -118,7 +118,7 @@ def check_config(path: str) -> int:
 
 
 class ClientError(Exception):
-    pass
+    """The agent could not be asked (unreachable, no key, or it answered with an error)."""
 
 
 def _lenient_config(path: str, error: Exception) -> Any:

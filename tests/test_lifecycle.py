@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sqlite3
@@ -189,13 +190,10 @@ def test_full_state_dir_fails_writes_cleanly_and_daemon_survives(make_vigil, tmp
     try:
         v.start()
         filler = state / "filler"
-        with open(filler, "wb") as fh:
-            try:
-                while True:
-                    fh.write(b"\0" * 65536)
-                    fh.flush()
-            except OSError:
-                pass
+        with open(filler, "wb") as fh, contextlib.suppress(OSError):  # until the disk is full
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
         statuses = set()
         for i in range(40):
             r = v.post("/api/v1/api-keys", {"name": f"k{i}" + "x" * 90})

@@ -24,13 +24,8 @@ def parse_duration(value: object) -> float:
         text = value.strip()
         if _WHOLE.match(text):
             return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
-        try:
-            number = float(text)
-        except ValueError:
-            pass
-        else:
-            if number >= 0:
-                return number
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return float(text)
     raise ValueError(f"expected a duration like 15s, 1m or 2h30m, got {value!r}")
 
 

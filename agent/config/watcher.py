@@ -33,7 +33,10 @@ class ConfigWatcher:
 
     def relevant(self, path: str) -> bool:
         path = os.path.abspath(path)
-        return path == self.config_path or any(fnmatch.fnmatch(path, g) for g in self.globs)
+        # A drop-in dir itself counts: files written right after its mkdir can land before the
+        # new dir is watched, so its creation triggers a reload that reads whatever is there.
+        return (path == self.config_path or any(fnmatch.fnmatch(path, g) for g in self.globs)
+                or any(path == os.path.dirname(g) for g in self.globs))
 
     def start(self) -> None:
         self._roots = self.roots()

@@ -7,6 +7,7 @@ worker thread with a timeout, so it may block on /proc, /sys or statfs; it raise
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,12 @@ class Collector(ABC):
     @abstractmethod
     def collect(self, settings: CollectorSettings) -> list[Family]:
         """Read the host and return the families; raise when the source cannot be read."""
+
+    def read_proc(self, *parts: str) -> tuple[str, str]:
+        """A procfs file's path (for error messages) and text, under the configured proc_path."""
+        path = os.path.join(self.ctx.proc_path, *parts)
+        with open(path) as f:
+            return path, f.read()
 
     def close(self) -> None:  # noqa: B027 (optional hook; most collectors hold nothing)
         """Release threads or files the collector holds; the default holds none."""

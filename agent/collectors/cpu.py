@@ -33,9 +33,7 @@ class CpuCollector(Collector):
         self._last: dict[str, list[float]] = {}
 
     def collect(self, settings: CollectorSettings) -> list[Family]:
-        path = os.path.join(self.ctx.proc_path, "stat")
-        with open(path) as f:
-            text = f.read()
+        path, text = self.read_proc("stat")
         current: dict[str, list[float]] = {}
         for line in text.splitlines():
             if not line.startswith("cpu") or line.startswith("cpu "):

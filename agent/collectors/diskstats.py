@@ -7,7 +7,6 @@ flushes in 5.5); a family is only exported when the kernel provides its column.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Literal
 
@@ -58,9 +57,7 @@ class DiskstatsCollector(Collector):
         if not isinstance(settings, DiskstatsCollectorConfig):
             raise TypeError(f"diskstats needs DiskstatsCollectorConfig, got {type(settings).__name__}")
         exclude = re.compile(settings.device_exclude)
-        path = os.path.join(self.ctx.proc_path, "diskstats")
-        with open(path) as f:
-            text = f.read()
+        path, text = self.read_proc("diskstats")
         families = [
             Family(f"node_disk_{name}", help_text, kind, ("device",))
             for name, help_text, kind, _, _ in _COLUMNS

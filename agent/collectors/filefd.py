@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from agent.collectors.base import Collector, Family, register
 from agent.config.schema import CollectorSettings
 
@@ -13,9 +11,8 @@ class FilefdCollector(Collector):
     name = "filefd"
 
     def collect(self, settings: CollectorSettings) -> list[Family]:
-        path = os.path.join(self.ctx.proc_path, "sys", "fs", "file-nr")
-        with open(path) as f:
-            fields = f.read().split()
+        path, text = self.read_proc("sys", "fs", "file-nr")
+        fields = text.split()
         # file-nr is "allocated  unused(always 0 since 2.6)  maximum".
         if len(fields) != 3:
             raise ValueError(f"{path}: expected 3 fields, got {fields!r}")

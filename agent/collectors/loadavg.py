@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from agent.collectors.base import Collector, Family, register
 from agent.config.schema import CollectorSettings
 
@@ -13,9 +11,8 @@ class LoadavgCollector(Collector):
     name = "loadavg"
 
     def collect(self, settings: CollectorSettings) -> list[Family]:
-        path = os.path.join(self.ctx.proc_path, "loadavg")
-        with open(path) as f:
-            fields = f.read().split()
+        path, text = self.read_proc("loadavg")
+        fields = text.split()
         try:
             loads = [float(v) for v in fields[:3]]
         except ValueError:

@@ -6,7 +6,6 @@ name. Parentheses become an underscore: `Active(anon)` is `node_memory_Active_an
 
 from __future__ import annotations
 
-import os
 import re
 
 from agent.collectors.base import Collector, Family, register
@@ -25,9 +24,7 @@ class MeminfoCollector(Collector):
     name = "meminfo"
 
     def collect(self, settings: CollectorSettings) -> list[Family]:
-        path = os.path.join(self.ctx.proc_path, "meminfo")
-        with open(path) as f:
-            text = f.read()
+        path, text = self.read_proc("meminfo")
         families = []
         for line in text.splitlines():
             parts = line.split()

@@ -6,7 +6,6 @@ so every column the kernel reports is exported under the name node_exporter give
 
 from __future__ import annotations
 
-import os
 import re
 
 from agent.collectors.base import Collector, Family, register
@@ -21,9 +20,8 @@ class NetdevCollector(Collector):
         if not isinstance(settings, NetdevCollectorConfig):
             raise TypeError(f"netdev needs NetdevCollectorConfig, got {type(settings).__name__}")
         exclude = re.compile(settings.device_exclude) if settings.device_exclude else None
-        path = os.path.join(self.ctx.proc_path, "net", "dev")
-        with open(path) as f:
-            lines = f.read().splitlines()
+        path, text = self.read_proc("net", "dev")
+        lines = text.splitlines()
         if len(lines) < 2 or lines[1].count("|") != 2:
             raise ValueError(f"{path}: unexpected header {lines[:2]!r}")
         _, receive, transmit = lines[1].split("|")

@@ -6,7 +6,6 @@ thousands of numbers, and splitting them all would dominate this collector's cos
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from agent.collectors.base import Collector, Family, register
@@ -30,9 +29,7 @@ class StatCollector(Collector):
     name = "stat"
 
     def collect(self, settings: CollectorSettings) -> list[Family]:
-        path = os.path.join(self.ctx.proc_path, "stat")
-        with open(path) as f:
-            text = f.read()
+        path, text = self.read_proc("stat")
         values: dict[str, float] = {}
         for line in text.splitlines():
             key, _, rest = line.partition(" ")

@@ -180,6 +180,82 @@ class StoreConfig(Section):
     batch_max: int = Field(500, ge=1, description="writes grouped into one transaction at most")
 
 
+class RetentionConfig(Section):
+    """How long each tier of the metrics history is kept; queries past a tier's horizon use the next."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+    raw: Duration = Field(48 * 3600.0, ge=7200, description="raw samples (at least 2h: one open and one closed block)")
+    minute: Duration = Field(
+        30 * 86400.0, alias="1m", ge=3600, description="1-minute rollups (min, max, sum, count, last)"
+    )
+    hour: Duration = Field(365 * 86400.0, alias="1h", ge=3600, description="1-hour rollups")
+
+
+class QueryConfig(Section):
+    """Limits of the PromQL engine; Prometheus's names and defaults where it has them."""
+
+    lookback_delta: Duration = Field(300.0, gt=0, description="how far back an instant selector looks for a sample")
+    timeout: Duration = Field(
+        120.0, gt=0, description="longest a query may run (the timeout parameter may only lower it)"
+    )
+    max_samples: int = Field(5_000_000, ge=1000, description="samples a query may hold in memory")
+    max_points_per_series: int = Field(11_000, ge=10, description="points per series of a range query")
+    max_series_matchers: int = Field(100, ge=1, description="match[] selectors per series/labels request")
+    concurrency: int = Field(2, ge=1, le=16, description="queries evaluated at the same time; more wait")
+
+
+class ViewConfig(Section):
+    """A named PromQL expression for GET /api/v1/metrics (the seeds' metric views)."""
+
+    expr: str
+    description: str = ""
+    unit: str = ""
+
+
+DEFAULT_VIEWS: dict[str, dict[str, str]] = {
+    "cpu_usage_percent": {
+        "expr": '100 * (1 - avg(rate(node_cpu_seconds_total{mode="idle"}[5m])))', "unit": "percent",
+        "description": "share of CPU time not idle, all CPUs"},
+    "memory_usage_percent": {
+        "expr": "100 * (1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)", "unit": "percent",
+        "description": "memory not available to new processes"},
+    "load1": {"expr": "node_load1", "description": "1-minute load average"},
+    "disk_usage_percent": {
+        "expr": "100 * (1 - node_filesystem_avail_bytes / node_filesystem_size_bytes)", "unit": "percent",
+        "description": "space used per mountpoint (as df counts it for unprivileged users)"},
+    "network_receive_bytes_per_second": {
+        "expr": "sum by (device) (rate(node_network_receive_bytes_total[5m]))", "unit": "bytes/s",
+        "description": "received per interface"},
+    "network_transmit_bytes_per_second": {
+        "expr": "sum by (device) (rate(node_network_transmit_bytes_total[5m]))", "unit": "bytes/s",
+        "description": "sent per interface"},
+    "api_requests_per_second": {
+        "expr": "sum(rate(vigil_http_requests_total[5m]))", "unit": "requests/s",
+        "description": "requests to Vigil's API"},
+    "api_p95_latency_seconds": {
+        "expr": "histogram_quantile(0.95, sum by (le) (rate(vigil_http_request_duration_seconds_bucket[5m])))",
+        "unit": "seconds", "description": "95th percentile of Vigil's API response time"},
+}
+
+
+class HistoryConfig(Section):
+    """The metrics history (agent/tsdb): what is kept, for how long, and the query engine's limits."""
+
+    enabled: bool = Field(True, description="keep collector and self metrics in the local history")
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    flush_interval: Duration = Field(
+        60.0, gt=0, le=60, description="collected samples are written to disk this often (a crash loses at most this)"
+    )
+    self_metrics_interval: Duration = Field(15.0, gt=0, description="how often Vigil's own metrics are recorded")
+    max_series: int = Field(100_000, ge=100, description="series the history will create; more are refused")
+    query: QueryConfig = Field(default_factory=QueryConfig)
+    views: dict[str, ViewConfig] = Field(
+        default_factory=lambda: {k: ViewConfig(**v) for k, v in DEFAULT_VIEWS.items()},
+        description="named PromQL expressions served by GET /api/v1/metrics; replaces the default set when given",
+    )
+
+
 class ReloadConfig(Section):
     watch: bool = Field(True, description="apply edits of the config files by themselves")
     debounce: Duration = Field(0.1, description="quiet time after the last file event before reloading")
@@ -204,6 +280,7 @@ class Config(Section):
     processes: ProcessesConfig = Field(default_factory=ProcessesConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     reload: ReloadConfig = Field(default_factory=ReloadConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
 
     @field_validator("listen")
     @classmethod
@@ -215,5 +292,5 @@ class Config(Section):
 # Changing these needs a restart; a reload keeps the running value and says so.
 RESTART_REQUIRED = (
     "listen", "state_dir", "store", "tls_server_config", "collectors.proc_path", "collectors.sys_path",
-    "api.shutdown_timeout",
+    "api.shutdown_timeout", "history.enabled", "history.retention", "history.max_series",
 )

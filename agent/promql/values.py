@@ -1,0 +1,190 @@
+"""What the engine reads and returns, and the one interface to storage (`Queryable`).
+
+Labels are a tuple of (name, value) pairs sorted by name, `__name__` included: hashable, cheap
+to compare, and the same in the index, the engine and the HTTP answers.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from agent.promql.ast import Matcher
+
+Labels = tuple[tuple[str, str], ...]
+
+# Prometheus's staleness marker: a NaN with this exact bit pattern. It ends a series for the
+# lookback; an ordinary NaN is a value.
+STALE_NAN_BITS = 0x7FF0000000000002
+STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
+
+
+def is_stale(value: float) -> bool:
+    return value != value and struct.pack("<d", value) == _STALE_BYTES
+
+
+_STALE_BYTES = struct.pack("<d", STALE_NAN)
+
+
+def labels_from(mapping: dict[str, str]) -> Labels:
+    """Sorted label tuple; empty values are dropped, as Prometheus does."""
+    return tuple(sorted((k, v) for k, v in mapping.items() if v != ""))
+
+
+def label_value(labels: Labels, name: str) -> str:
+    for key, value in labels:
+        if key == name:
+            return value
+    return ""
+
+
+def drop_name(labels: Labels) -> Labels:
+    return tuple(p for p in labels if p[0] != "__name__")
+
+
+@dataclass(slots=True)
+class SeriesData:
+    """One series' samples in [mint, maxt], timestamps ascending (ms), stale markers included.
+
+    Where the time range reaches back past the raw retention, points come from a rollup tier:
+    then `count`, `sum`, `min`, `max` are parallel to `ts` (a raw point has count 1 and
+    sum = min = max = its value) and `values` holds each bucket's last value at the timestamp of
+    its last sample. They are None when every point is raw.
+    """
+
+    labels: Labels
+    ts: Sequence[int]
+    values: Sequence[float]
+    count: Sequence[float] | None = None
+    sum: Sequence[float] | None = None
+    min: Sequence[float] | None = None
+    max: Sequence[float] | None = None
+
+
+class Queryable(Protocol):
+    """Storage as the engine sees it. Called from the evaluating thread; must not touch the loop."""
+
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesData]:
+        """Series matching all matchers with samples in [mint, maxt] (ms, inclusive)."""
+        ...
+
+    def label_names(self, matchers: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[str]:
+        ...
+
+    def label_values(self, name: str, matchers: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[str]:
+        ...
+
+    def series(self, matchers: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[Labels]:
+        ...
+
+
+class PromQLError(Exception):
+    """Base: `error_type` is the Prometheus API errorType (bad_data, timeout, execution)."""
+
+    error_type = "execution"
+
+
+class ParseError(PromQLError):
+    """Unparseable or unsupported query; the message names the position ("1:14: parse error: ...")."""
+
+    error_type = "bad_data"
+
+    def __init__(self, message: str, pos: int = 0):
+        super().__init__(message)
+        self.pos = pos
+
+
+class QueryTimeout(PromQLError):
+    error_type = "timeout"
+
+
+class QueryLimitError(PromQLError):
+    """A limit (samples loaded, points per series) was exceeded; Prometheus answers these as execution."""
+
+    error_type = "execution"
+
+
+def format_value(value: float) -> str:
+    """A float as Prometheus writes it in JSON (Go's strconv 'f', -1): shortest, no exponent."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(value)
+    if "e" in text or "E" in text:
+        from decimal import Decimal
+
+        text = format(Decimal(text), "f")
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text
+
+
+# --- Results, and the contract between the evaluator (engine.py) and the functions (functions.py) ---
+
+
+@dataclass(slots=True)
+class Sample:
+    """An instant-vector element: `t` is the evaluation time (ms)."""
+
+    labels: Labels
+    t: int
+    v: float
+
+
+@dataclass(slots=True)
+class Series:
+    """A range-query or range-vector result: points (t ms, v) ascending."""
+
+    labels: Labels
+    points: list[tuple[int, float]]
+
+
+@dataclass(slots=True)
+class Scalar:
+    t: int
+    v: float
+
+
+@dataclass(slots=True)
+class String:
+    t: int
+    v: str
+
+
+Vector = list[Sample]
+Matrix = list[Series]
+Value = Vector | Matrix | Scalar | String
+
+
+@dataclass(slots=True)
+class Window:
+    """One series of a range-vector argument at one evaluation step: points [lo, hi) of its arrays.
+
+    `ts`/`values` are the series' whole arrays (stale markers removed), shared by all steps so no
+    step copies samples. `source` carries the rollup columns when the points came from a rollup tier
+    (parallel to `ts`); None for raw points.
+    """
+
+    labels: Labels
+    ts: Sequence[int]
+    values: Sequence[float]
+    lo: int
+    hi: int
+    source: SeriesData | None = None
+
+
+@dataclass(slots=True)
+class CallContext:
+    """What a function needs besides its argument values, for one evaluation step.
+
+    t: evaluation time (ms). range: the range of the matrix argument in ms (0 if none).
+    args: the call's argument expressions (absent() derives labels from its selector).
+    """
+
+    t: int
+    range: int
+    args: list  # list[ast.Expr]

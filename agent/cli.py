@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from agent import __version__
+from agent import __version__, querycli
 
 DEFAULT_CONFIG = "/etc/vigil/vigil.yaml"
 
@@ -70,6 +70,7 @@ def parser() -> argparse.ArgumentParser:
     revoke.add_argument("id")
 
     sub.add_parser("version", help="print the version")
+    querycli.add_commands(sub, _add_client)
     return ap
 
 
@@ -97,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             return show_status(client, args.json)
         if args.command == "keys":
             return keys_command(client, args)
-    except ClientError as exc:
+        if args.command in ("query", "query-range"):
+            return querycli.run(client, args)
+    except (ClientError, querycli.UsageError) as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return 1
     return 2

@@ -36,6 +36,7 @@ from agent.config.schema import Config, TLSServerConfig, split_listen
 from agent.config.watcher import ConfigWatcher
 from agent.events import EventBus
 from agent.exporter import Exporter
+from agent.history import History
 from agent.hostview import HostView
 from agent.processes import ProcessTable
 from agent.scheduler import Scheduler
@@ -87,6 +88,7 @@ class Daemon:
         self._lag = 0.0
         self._watcher: ConfigWatcher | None = None
         self._manager: ConfigManager | None = None
+        self._history: History | None = None
 
     async def run(self) -> int:
         overrides = {"listen": self.options.listen, "state_dir": self.options.state_dir}
@@ -119,6 +121,7 @@ class Daemon:
         scheduler = Scheduler(self.metrics)
         collectors: CollectorRunner | None = None
         keys: KeyRing | None = None
+        history: History | None = None
         try:
             keys = KeyRing(store)
             try:
@@ -135,8 +138,14 @@ class Daemon:
                 await manager.record_startup()
             except StoreError as exc:
                 raise StartupError(f"cannot record the config version: {exc}") from None
+            history = History(store, config.history, self.metrics)
+            try:
+                await history.open()
+            except StoreError as exc:
+                raise StartupError(f"cannot open the metrics history: {exc}") from None
             ctx = CollectorContext(self.metrics, config.collectors.proc_path, config.collectors.sys_path)
             collectors = CollectorRunner(ctx, scheduler, bus, self.metrics)
+            collectors.add_hook(history.collector_hook)
             hostview = HostView(collectors)
             limiter = RateLimiter(config.api.rate_limit)
             svc = Services(
@@ -144,12 +153,15 @@ class Daemon:
                 exporter=Exporter(collectors, self.metrics),
                 processes=ProcessTable(config.processes.cache_ttl, config.collectors.proc_path),
                 metrics=self.metrics, hostview=hostview, limiter=limiter,
+                tsdb=history.tsdb, queries=history.queries,
                 started_at=started_at,
                 is_ready=lambda: self._ready,
             )
+            self._history = history
             manager.on_apply(lambda new, old: self._apply(svc, new, old))
 
             scheduler.start()
+            history.start(scheduler)
             collectors.configure(config.collectors)
             scheduler.every("vigil.keys_last_used", 60, keys.flush_last_used)
 
@@ -191,6 +203,11 @@ class Daemon:
                 await runner.cleanup()  # stops accepting, then waits for in-flight requests
             if collectors is not None:
                 collectors.close()
+            if history is not None:
+                try:
+                    await history.close()
+                except StoreError as exc:
+                    log.warning("history_flush_failed", error=str(exc))
             if keys is not None:
                 try:
                     await keys.flush_last_used()
@@ -209,6 +226,8 @@ class Daemon:
         svc.processes.ttl = new.processes.cache_ttl
         if new.collectors != old.collectors:
             svc.collectors.configure(new.collectors)
+        if new.history != old.history and self._history is not None:
+            self._history.configure(new.history)
         if (new.include, new.reload) != (old.include, old.reload):
             await self._restart_watcher(new)
 

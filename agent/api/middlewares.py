@@ -125,7 +125,8 @@ async def input_limits(request: web.Request, handler: Handler) -> web.StreamResp
         names = sorted(set(request.query))
         raise ApiError(400, f"invalid query parameter: {', '.join(names)}: this route takes no query parameters",
                        {"errors": [{"field": n, "message": "unknown query parameter"} for n in names]})
-    limit = services(request).config.config.api.max_body_bytes
+    config = services(request).config.config
+    limit = endpoint.body_limit(config) if endpoint is not None and endpoint.body_limit else config.api.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"request body of {request.content_length} bytes is larger than {limit} bytes",
                        {"max_body_bytes": limit})

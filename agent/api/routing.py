@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agent.api.errors import ApiError
+from agent.config.schema import Config
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
@@ -40,6 +41,7 @@ class Endpoint:
     responses: dict[int, str] = field(default_factory=dict)
     websocket: bool = False
     tag: str = "system"
+    body_limit: Callable[[Config], int] | None = None  # default: api.max_body_bytes
 
 
 class RouteTable:
@@ -50,10 +52,12 @@ class RouteTable:
         self, method: str, path: str, *, summary: str, scope: str | None, category: str = "general",
         query: type[BaseModel] | None = None, body: type[BaseModel] | None = None,
         responses: dict[int, str] | None = None, websocket: bool = False, tag: str = "system",
+        body_limit: Callable[[Config], int] | None = None,
     ) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
             self.endpoints.append(Endpoint(
                 method, path, fn, summary, scope, category, query, body, responses or {}, websocket, tag,
+                body_limit,
             ))
             return fn
 
@@ -71,7 +75,7 @@ def parse_query(request: web.Request, model: type[M]) -> M:
         raise bad_input(exc, "query parameter") from None
 
 
-async def parse_body(request: web.Request, model: type[M], max_bytes: int) -> M:
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:  # a chunked body arrives in pieces; read to the end, but never past the limit
@@ -82,7 +86,11 @@ async def parse_body(request: web.Request, model: type[M], max_bytes: int) -> M:
         size += len(chunk)
         if size > max_bytes:
             raise ApiError(413, f"request body is larger than {max_bytes} bytes", {"max_body_bytes": max_bytes})
-    data = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def parse_body(request: web.Request, model: type[M], max_bytes: int) -> M:
+    data = await read_body(request, max_bytes)
     if not data:
         raise ApiError(400, "request body is empty; expected a JSON object")
     try:

@@ -17,9 +17,11 @@ from agent.events import EventBus
 from agent.exporter import Exporter
 from agent.hostview import HostView
 from agent.processes import ProcessTable
+from agent.queries import QueryService
 from agent.scheduler import Scheduler
 from agent.selfmetrics import SelfMetrics
 from agent.store import Store
+from agent.tsdb.db import TSDB
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Services:
     metrics: SelfMetrics
     hostview: HostView
     limiter: RateLimiter
+    tsdb: TSDB
+    queries: QueryService
     started_at: float
     is_ready: Callable[[], bool]
     stopping: asyncio.Event = field(default_factory=asyncio.Event)

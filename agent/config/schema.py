@@ -212,6 +212,18 @@ class ViewConfig(Section):
     description: str = ""
     unit: str = ""
 
+    @field_validator("expr")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        from agent.promql.parser import parse  # the schema loads before anything else; keep it light
+        from agent.promql.values import ParseError
+
+        try:
+            parse(value)
+        except ParseError as exc:
+            raise ValueError(f"invalid PromQL: {exc}") from None
+        return value
+
 
 DEFAULT_VIEWS: dict[str, dict[str, str]] = {
     "cpu_usage_percent": {
@@ -248,7 +260,14 @@ class HistoryConfig(Section):
         60.0, gt=0, le=60, description="collected samples are written to disk this often (a crash loses at most this)"
     )
     self_metrics_interval: Duration = Field(15.0, gt=0, description="how often Vigil's own metrics are recorded")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="labels added to every recorded series (e.g. job/instance for node_exporter dashboards)",
+    )
     max_series: int = Field(100_000, ge=100, description="series the history will create; more are refused")
+    import_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="largest body POST /api/v1/import takes (backfills are big)"
+    )
     query: QueryConfig = Field(default_factory=QueryConfig)
     views: dict[str, ViewConfig] = Field(
         default_factory=lambda: {k: ViewConfig(**v) for k, v in DEFAULT_VIEWS.items()},
@@ -292,5 +311,5 @@ class Config(Section):
 # Changing these needs a restart; a reload keeps the running value and says so.
 RESTART_REQUIRED = (
     "listen", "state_dir", "store", "tls_server_config", "collectors.proc_path", "collectors.sys_path",
-    "api.shutdown_timeout", "history.enabled", "history.retention", "history.max_series",
+    "api.shutdown_timeout",
 )

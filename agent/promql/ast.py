@@ -212,7 +212,6 @@ FUNCTIONS: dict[str, FunctionSig] = {
 UNSUPPORTED_FUNCTIONS = frozenset({
     "acos", "acosh", "asin", "asinh", "atan", "atanh", "cos", "cosh", "deg", "holt_winters", "pi",
     "rad", "sgn", "sin", "sinh", "tan", "tanh", "histogram_count", "histogram_sum", "histogram_fraction",
-    "label_values",
 })
 
 AGGREGATORS = frozenset({

@@ -27,4 +27,34 @@ MIGRATIONS: list[str] = [
         sources TEXT NOT NULL
     );
     """,
+    # 2: metrics history (agent/tsdb): series index, compressed chunks per tier, head segments (WAL).
+    """
+    CREATE TABLE tsdb_series (
+        id INTEGER PRIMARY KEY,
+        labels TEXT NOT NULL
+    );
+    CREATE TABLE tsdb_chunks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tier INTEGER NOT NULL,
+        series_id INTEGER NOT NULL,
+        block_start INTEGER NOT NULL,
+        min_t INTEGER NOT NULL,
+        max_t INTEGER NOT NULL,
+        points INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX tsdb_chunks_series ON tsdb_chunks (tier, series_id, block_start);
+    CREATE INDEX tsdb_chunks_block ON tsdb_chunks (tier, block_start);
+    CREATE TABLE tsdb_head_segments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        min_t INTEGER NOT NULL,
+        max_t INTEGER NOT NULL,
+        samples INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE TABLE tsdb_meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    """,
 ]

@@ -4,6 +4,15 @@ from agent.api.routing import RouteTable
 
 ROUTES = RouteTable()
 
-from agent.api.routes import events, keys, metrics, openapi, processes, system  # noqa: E402,F401
+from agent.api.routes import (  # noqa: E402,F401
+    events,
+    history,
+    keys,
+    metrics,
+    openapi,
+    processes,
+    query,
+    system,
+)
 
 __all__ = ["ROUTES"]

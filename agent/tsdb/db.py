@@ -1,0 +1,743 @@
+"""The TSDB: series index, in-memory head, compressed chunks per tier in SQLite, rollups, retention.
+
+Write path. Samples land in the head (per-series arrays) and in a pending buffer; `flush()`
+writes the pending buffer as one compressed head segment (the write-ahead log), so a crash loses
+at most one flush interval of collected samples. `import_batch()` writes its own segment in the
+same way and returns after COMMIT. Samples for any time go to the head, older ones included.
+
+Compaction (`maintain()`, or an import that left many samples in closed blocks) writes the head's
+samples of every closed block (block end + 2 min grace) as one raw chunk per series and block,
+merging into the chunk already there. Where a block's day has already been rolled up, its 1m/1h
+rollup points are recomputed from the merged block. In the same transaction the head segments are
+replaced by one checkpoint segment holding what stays in the head, so replay never sees a sample
+twice and never misses one.
+
+Rollups. Once a day is compacted the 1m points of every series for that day become one chunk
+(tier 1, block = day) and its 1h points are spliced into the series' 30-day tier-2 chunk. Raw
+blocks are deleted only after their day is rolled up, so a raw retention shorter than a day
+keeps raw data until the day ends. Samples imported for times whose raw blocks are already gone
+are merged straight into the rollup buckets (a duplicate timestamp is then counted twice).
+
+Reading. Watermarks say which tier serves which time: raw from `raw_min`, 1m in
+[m1_min, raw_min), 1h in [h1_min, min(m1_min, raw_min)). Retention moves a watermark in memory
+before it deletes, so a query never falls into a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from itertools import groupby, pairwise
+from operator import itemgetter
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from agent.promql.ast import Matcher
+from agent.promql.values import Labels, Queryable
+from agent.selfmetrics import SelfMetrics
+from agent.store import Store
+from agent.tsdb import sql
+from agent.tsdb.encoding import decode_chunk, encode_chunk
+from agent.tsdb.head import Head, Pending, decode_segment, encode_segment, merge_points, sort_points
+from agent.tsdb.index import SeriesIndex
+from agent.tsdb.querier import TIER_1H, TIER_1M, TIER_RAW, ChunkReader, HeadView, Querier
+from agent.tsdb.rollup import BUCKET_1H, BUCKET_1M, Rollup, combine, splice, summarize
+
+log = structlog.get_logger("vigil.tsdb")
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+BLOCK_1M_MS = DAY_MS  # one 1m-rollup chunk per series and day
+BLOCK_1H_MS = 30 * DAY_MS  # one 1h-rollup chunk per series and 30 days
+GRACE_MS = 120_000  # a block closes this long after its end: late collector samples still fit
+NO_TIME = -(1 << 62)  # watermark: nothing dropped yet
+LATE_SAMPLES_COMPACT = 500_000  # an import leaving this many samples in closed blocks compacts at once
+
+ChunkRow = tuple[int, int, int, int, int, int, bytes]  # tier, series, block_start, min_t, max_t, points, data
+
+
+class TSDBError(Exception):
+    """The request cannot be stored (too many series, malformed batch, not open)."""
+
+
+@dataclass
+class TSDBOptions:
+    retention_raw_ms: int = 48 * HOUR_MS
+    retention_1m_ms: int = 30 * DAY_MS
+    retention_1h_ms: int = 365 * DAY_MS
+    flush_interval_s: float = 60.0
+    block_ms: int = HOUR_MS
+    max_series: int = 100_000
+    query_cache_bytes: int = 32 << 20  # decoded chunks kept for repeated queries (0: none)
+
+
+@dataclass
+class Watermarks:
+    compacted_until: int  # blocks before this are closed: collectors' samples older are refused
+    rolled_until: int  # days before this have their 1m/1h rollups
+    raw_min: int  # raw data exists from here on
+    m1_min: int
+    h1_min: int
+
+    def meta(self) -> list[tuple[str, int]]:
+        return [(k, getattr(self, k)) for k in ("compacted_until", "rolled_until", "raw_min", "m1_min", "h1_min")]
+
+
+@dataclass
+class _LoadedState:
+    series: list[tuple[int, str]]
+    meta: dict[str, int]
+    spans: list[tuple[int, int, int]]
+    segments: list[tuple[int, bytes]]
+    tiers: list[tuple[int, int, int, int]]
+
+
+def _floor(t: int, step: int) -> int:
+    return (t // step) * step
+
+
+def _split_blocks(ts: array, values: array, block_ms: int) -> list[tuple[int, array, array]]:
+    """Sorted points cut at block boundaries: (block_start, ts, values) per block."""
+    out = []
+    i, n = 0, len(ts)
+    while i < n:
+        start = _floor(ts[i], block_ms)
+        j = bisect_left(ts, start + block_ms, i)
+        out.append((start, ts[i:j], values[i:j]))
+        i = j
+    return out
+
+
+def _raw_row(sid: int, block: int, ts: array, values: array) -> ChunkRow:
+    return (TIER_RAW, sid, block, ts[0], ts[-1], len(ts), encode_chunk(ts, [values]))
+
+
+def _rollup_row(tier: int, sid: int, block: int, points: Rollup) -> ChunkRow:
+    blob = encode_chunk(points.ts, points.columns(), decimal=False)
+    return (tier, sid, block, points.ts[0], points.ts[-1], len(points), blob)
+
+
+def _decode_rollup(blob: bytes | None) -> Rollup:
+    return Rollup.from_columns(*decode_chunk(blob)) if blob else Rollup()
+
+
+def _labels_json(labels: Labels) -> str:
+    return json.dumps([list(pair) for pair in labels], separators=(",", ":"))
+
+
+def _labels_from_json(text: str) -> Labels:
+    return tuple((str(k), str(v)) for k, v in json.loads(text))
+
+
+async def _load(db: aiosqlite.Connection) -> _LoadedState:
+    async def rows(query: str) -> list[Any]:
+        return list(await (await db.execute(query)).fetchall())
+
+    return _LoadedState(
+        series=await rows(sql.LOAD_SERIES),
+        meta=dict(await rows(sql.LOAD_META)),
+        spans=await rows(sql.SERIES_SPANS),
+        segments=await rows(sql.LOAD_SEGMENTS),
+        tiers=await rows(sql.TIER_STATS),
+    )
+
+
+class TSDB:
+    def __init__(
+        self,
+        store: Store,
+        db_path: str,
+        options: TSDBOptions | None = None,
+        metrics: SelfMetrics | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.options = options or TSDBOptions()
+        block = self.options.block_ms
+        if block <= 0 or block % HOUR_MS or DAY_MS % block:
+            raise ValueError("block_ms must be a whole number of hours dividing a day")
+        self.metrics = metrics  # instruments are the lead's: stats() carries every figure
+        self._store = store
+        self._db_path = db_path
+        self._clock = clock
+        self._block = block
+        self._lock = threading.Lock()  # index, head, pending, watermarks: loop thread vs query threads
+        self._write_lock = asyncio.Lock()  # flush, import, maintain: one at a time
+        self._index = SeriesIndex()
+        self._head = Head()
+        self._pending = Pending()
+        self._unsaved: set[int] = set()  # series whose row is not in the database yet
+        self._span: dict[int, list[int]] = {}  # series -> [oldest, newest] sample time (bounds)
+        self._wm = Watermarks(NO_TIME, NO_TIME, NO_TIME, NO_TIME, NO_TIME)
+        self._accept_from = NO_TIME
+        self._late = 0  # samples imported into closed blocks since the last compaction
+        self._last_segment = 0
+        self._reader = ChunkReader(db_path, self.options.query_cache_bytes)
+        self._querier = Querier(self, self._reader, block, {TIER_1M: BLOCK_1M_MS, TIER_1H: BLOCK_1H_MS})
+        self._state = "new"
+        self._tiers: dict[int, tuple[int, int, int]] = {}  # tier -> (chunks, oldest, bytes)
+        self._counts = {
+            "samples_appended_total": 0,
+            "samples_imported_total": 0,
+            "samples_out_of_bounds_total": 0,
+            "samples_too_many_series_total": 0,
+            "samples_expired_total": 0,
+            "flushes_total": 0,
+            "compactions_total": 0,
+            "rollups_total": 0,
+            "retention_runs_total": 0,
+            "series_removed_total": 0,
+        }
+        self._durations = {"last_flush_seconds": 0.0, "last_compaction_seconds": 0.0, "last_maintain_seconds": 0.0}
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Load the index and watermarks, replay the head segments; after `store.open()`."""
+        state = await self._store.read(_load)
+        meta = state.meta
+        if "compacted_until" not in meta:
+            closed = _floor(self._now_ms() - GRACE_MS, self._block)
+            wm = Watermarks(closed, _floor(closed, DAY_MS), NO_TIME, NO_TIME, NO_TIME)
+
+            async def save(db: aiosqlite.Connection) -> None:
+                await db.executemany(sql.SAVE_META, wm.meta())
+
+            await self._store.write(save)
+        else:
+            wm = Watermarks(**{k: meta[k] for k, _ in Watermarks(0, 0, 0, 0, 0).meta()})
+        with self._lock:
+            for sid, text in state.series:
+                self._index.add(_labels_from_json(text), sid)
+            for sid, lo, hi in state.spans:
+                if sid in self._index.labels:
+                    self._span[sid] = [lo, hi]
+            self._wm = wm
+            self._accept_from = wm.compacted_until
+            replayed = 0
+            for seg_id, blob in state.segments:
+                sids, ts, values = decode_segment(blob)
+                for sid, t, v in zip(sids, ts, values, strict=True):
+                    if sid in self._index.labels:
+                        self._head.append(sid, t, v)
+                        self._widen_span(sid, t)
+                        replayed += 1
+                self._last_segment = max(self._last_segment, seg_id)
+            self._tiers = {tier: (count, oldest, size) for tier, count, oldest, size in state.tiers}
+            self._state = "open"
+        self._reader.reopen()
+        log.info("tsdb_opened", series=len(self._index), replayed_samples=replayed, segments=len(state.segments))
+
+    async def close(self) -> None:
+        """Final flush; later appends are dropped."""
+        if self._state != "open":
+            return
+        try:
+            await self.flush()
+        finally:
+            self._state = "closed"
+            self._reader.close()
+
+    def querier(self) -> Queryable:
+        return self._querier
+
+    # --- appends (loop thread) --------------------------------------------------------------
+
+    def append(self, labels: Labels, t_ms: int, value: float) -> None:
+        """One collected sample; in memory until the next flush."""
+        with self._lock:
+            self._check_open()
+            self._append_locked(labels, int(t_ms), float(value))
+
+    def append_many(self, items: Iterable[tuple[Labels, float]], t_ms: int) -> None:
+        """A collector's snapshot: every sample at one timestamp."""
+        t = int(t_ms)
+        with self._lock:
+            self._check_open()
+            for labels, value in items:
+                self._append_locked(labels, t, float(value))
+
+    def _check_open(self) -> None:
+        if self._state == "new":
+            raise TSDBError("the TSDB is not open")
+
+    def _append_locked(self, labels: Labels, t: int, value: float) -> None:
+        if self._state != "open":
+            return
+        if t < self._accept_from:
+            self._counts["samples_out_of_bounds_total"] += 1
+            return
+        sid = self._index.get(labels)
+        if sid is None:
+            if len(self._index) >= self.options.max_series:
+                self._counts["samples_too_many_series_total"] += 1
+                return
+            sid = self._index.add(labels)
+            self._unsaved.add(sid)
+        self._widen_span(sid, t)
+        self._head.append(sid, t, value)
+        self._pending.append(sid, t, value)
+        self._counts["samples_appended_total"] += 1
+
+    def _widen_span(self, sid: int, t: int) -> None:
+        span = self._span.get(sid)
+        if span is None:
+            self._span[sid] = [t, t]
+        elif t > span[1]:
+            span[1] = t
+        elif t < span[0]:
+            span[0] = t
+
+    def _series_rows(self) -> list[tuple[int, str]]:
+        labels = self._index.labels
+        return [(sid, _labels_json(labels[sid])) for sid in self._unsaved if sid in labels]
+
+    # --- flush ------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Persist what was appended since the last flush (one head segment, one transaction)."""
+        if self._state != "open":
+            return
+        async with self._write_lock:
+            started = time.perf_counter()
+            with self._lock:
+                taken = self._pending.take()
+                rows = self._series_rows()
+            if not len(taken) and not rows:
+                return
+            try:
+                seg_id = await self._store.write(
+                    lambda db: self._write_segment(db, rows, taken.sids, taken.ts, taken.values)
+                )
+            except BaseException:
+                with self._lock:
+                    self._pending.put_back(taken)
+                raise
+            with self._lock:
+                self._unsaved.difference_update(sid for sid, _ in rows)
+                self._last_segment = max(self._last_segment, seg_id)
+            self._counts["flushes_total"] += 1
+            self._durations["last_flush_seconds"] = time.perf_counter() - started
+
+    async def _write_segment(
+        self, db: aiosqlite.Connection, rows: list[tuple[int, str]], sids: array, ts: array, values: array
+    ) -> int:
+        if rows:
+            await db.executemany(sql.SAVE_SERIES, rows)
+        if not len(ts):
+            return 0
+        blob = encode_segment(sids, ts, values)
+        cursor = await db.execute(sql.SAVE_SEGMENT, (min(ts), max(ts), len(ts), blob))
+        return cursor.lastrowid or 0
+
+    # --- import -----------------------------------------------------------------------------
+
+    async def import_batch(
+        self, series: Sequence[Labels], refs: Sequence[int], ts: Sequence[int], values: Sequence[float]
+    ) -> int:
+        """Store samples (`ts[i]`, `values[i]`) of series `series[refs[i]]`; durable when it returns.
+
+        Returns the number of samples stored: samples older than every tier's retention are
+        skipped. Raises TSDBError, storing nothing, for too many new series or malformed columns.
+        """
+        n = len(ts)
+        if len(refs) != n or len(values) != n:
+            raise TSDBError("refs, timestamps and values must have the same length")
+        if self._state != "open":
+            raise TSDBError("the TSDB is not open")
+        async with self._write_lock:
+            with self._lock:
+                sids = self._resolve_series(series)
+                floor_t = min(self._wm.m1_min, self._wm.h1_min)
+                closed = self._accept_from
+            groups, expired = _group_samples(sids, refs, ts, values, floor_t)
+            if not groups:
+                self._counts["samples_expired_total"] += expired
+                return 0
+            seg_sids, seg_ts, seg_values = array("q"), array("q"), array("d")
+            late = 0
+            for sid, (g_ts, g_values) in groups.items():
+                seg_sids += array("q", [sid]) * len(g_ts)
+                seg_ts += g_ts
+                seg_values += g_values
+                late += bisect_left(g_ts, closed)
+            with self._lock:
+                rows = self._series_rows()
+            seg_id = await self._store.write(lambda db: self._write_segment(db, rows, seg_sids, seg_ts, seg_values))
+            with self._lock:
+                for sid, (g_ts, g_values) in groups.items():
+                    self._head.extend(sid, g_ts, g_values)
+                    self._widen_span(sid, g_ts[0])
+                    self._widen_span(sid, g_ts[-1])
+                self._unsaved.difference_update(sid for sid, _ in rows)
+                self._last_segment = max(self._last_segment, seg_id)
+            stored = len(seg_ts)
+            self._counts["samples_imported_total"] += stored
+            self._counts["samples_expired_total"] += expired
+            self._late += late
+            if self._late >= LATE_SAMPLES_COMPACT:
+                try:
+                    await self._compact(self._now_ms())
+                except Exception:  # the import is durable already; maintain() retries the compaction
+                    log.exception("tsdb_compaction_failed")
+            return stored
+
+    def _resolve_series(self, series: Sequence[Labels]) -> list[int]:
+        """Ids for the batch's label sets, creating the new ones (all or none: max_series)."""
+        found = [self._index.get(labels) for labels in series]
+        missing = {labels for labels, sid in zip(series, found, strict=True) if sid is None}
+        if missing and len(self._index) + len(missing) > self.options.max_series:
+            raise TSDBError(
+                f"too many series: {len(self._index)} stored, {len(missing)} new, limit {self.options.max_series}"
+            )
+        out = []
+        for labels, sid in zip(series, found, strict=True):
+            if sid is None:
+                sid = self._index.get(labels)
+                if sid is None:
+                    sid = self._index.add(labels)
+                    self._unsaved.add(sid)
+            out.append(sid)
+        return out
+
+    # --- maintenance ------------------------------------------------------------------------
+
+    async def maintain(self, now_ms: int | None = None) -> None:
+        """Compact closed blocks, roll up finished days, apply retention (the daemon: every minute)."""
+        if self._state != "open":
+            return
+        now = self._now_ms() if now_ms is None else now_ms
+        started = time.perf_counter()
+        async with self._write_lock:
+            await self._compact(now)
+            await self._roll_up()
+            if await self._retain(now):
+                await self._drop_dead_series()
+            await self._refresh_tier_stats()
+        self._durations["last_maintain_seconds"] = time.perf_counter() - started
+
+    async def _compact(self, now: int) -> None:
+        """Write the head's samples of closed blocks to chunks and checkpoint the head segments."""
+        started = time.perf_counter()
+        target = _floor(now - GRACE_MS, self._block)
+        with self._lock:
+            self._accept_from = max(self._accept_from, target)
+            snapshot = self._head.before(target)
+            if not snapshot:
+                if target <= self._wm.compacted_until:
+                    return
+                new_wm = replace(self._wm, compacted_until=target)
+            else:
+                new_wm = replace(self._wm, compacted_until=max(self._wm.compacted_until, target))
+            wm = self._wm
+            rows = self._series_rows()
+            taken = self._pending.take() if snapshot else Pending()
+            remaining = self._head.from_time(target) if snapshot else None
+            last_segment = self._last_segment
+        try:
+            chunks = await asyncio.to_thread(self._build_compaction, snapshot, wm) if snapshot else []
+            checkpoint = encode_segment(*remaining) if remaining and len(remaining[1]) else None
+
+            async def write(db: aiosqlite.Connection) -> int:
+                if rows:
+                    await db.executemany(sql.SAVE_SERIES, rows)
+                if chunks:
+                    await db.executemany(sql.SAVE_CHUNK, chunks)
+                seg_id = 0
+                if snapshot:
+                    await db.execute(sql.DELETE_SEGMENTS_UPTO, (last_segment,))
+                    if checkpoint is not None and remaining is not None:
+                        r_ts = remaining[1]
+                        cursor = await db.execute(sql.SAVE_SEGMENT, (min(r_ts), max(r_ts), len(r_ts), checkpoint))
+                        seg_id = cursor.lastrowid or 0
+                await db.executemany(sql.SAVE_META, new_wm.meta())
+                return seg_id
+
+            seg_id = await self._store.write(write)
+        except BaseException:
+            with self._lock:
+                self._pending.put_back(taken)
+            raise
+        with self._lock:
+            self._head.drop_before(target)
+            self._wm.compacted_until = new_wm.compacted_until
+            self._unsaved.difference_update(sid for sid, _ in rows)
+            self._last_segment = max(self._last_segment, seg_id)
+        if snapshot:
+            self._late = 0
+            self._counts["compactions_total"] += 1
+            self._durations["last_compaction_seconds"] = time.perf_counter() - started
+
+    def _build_compaction(self, snapshot: dict[int, tuple[array, array]], wm: Watermarks) -> list[ChunkRow]:
+        """Chunk rows for the head's closed-block samples (a worker thread; reads via its own
+        connection, which sees every committed write: all writers hold the write lock)."""
+        conn = self._reader.connection()
+        rows: list[ChunkRow] = []
+        for sid, (ts, values) in snapshot.items():
+            # Rollup edits per tier and rollup block: (lo, hi, points) splices the points over
+            # [lo, hi); (None, None, points) merges them bucket by bucket.
+            edits: dict[int, dict[int, list[tuple[int | None, int | None, Rollup]]]] = {TIER_1M: {}, TIER_1H: {}}
+            cut = bisect_left(ts, wm.raw_min)
+            if cut < len(ts):
+                pieces = _split_blocks(ts[cut:], values[cut:], self._block)
+                existing = dict(
+                    conn.execute(sql.SERIES_CHUNKS, (TIER_RAW, sid, pieces[0][0], pieces[-1][0])).fetchall()
+                )
+                for block, b_ts, b_values in pieces:
+                    blob = existing.get(block)
+                    if blob is not None:
+                        old_ts, (old_values,) = decode_chunk(blob)
+                        b_ts, b_values = merge_points(old_ts, old_values, b_ts, b_values)
+                    rows.append(_raw_row(sid, block, b_ts, b_values))
+                    if block < wm.rolled_until:
+                        end = block + self._block
+                        edits[TIER_1M].setdefault(_floor(block, BLOCK_1M_MS), []).append(
+                            (block, end, summarize(b_ts, b_values, BUCKET_1M))
+                        )
+                        edits[TIER_1H].setdefault(_floor(block, BLOCK_1H_MS), []).append(
+                            (block, end, summarize(b_ts, b_values, BUCKET_1H))
+                        )
+            if cut:
+                old_ts, old_values = ts[:cut], values[:cut]
+                for tier, floor_t, block_ms, width in (
+                    (TIER_1M, wm.m1_min, BLOCK_1M_MS, BUCKET_1M),
+                    (TIER_1H, wm.h1_min, BLOCK_1H_MS, BUCKET_1H),
+                ):
+                    keep = bisect_left(old_ts, floor_t)
+                    for block, b_ts, b_values in _split_blocks(old_ts[keep:], old_values[keep:], block_ms):
+                        edits[tier].setdefault(block, []).append((None, None, summarize(b_ts, b_values, width)))
+            for tier, width in ((TIER_1M, BUCKET_1M), (TIER_1H, BUCKET_1H)):
+                by_block = edits[tier]
+                if not by_block:
+                    continue
+                blocks = sorted(by_block)
+                existing = dict(conn.execute(sql.SERIES_CHUNKS, (tier, sid, blocks[0], blocks[-1])).fetchall())
+                for block in blocks:
+                    points = _decode_rollup(existing.get(block))
+                    for lo, hi, fresh in by_block[block]:
+                        points = combine(points, fresh, width) if lo is None or hi is None else splice(
+                            points, fresh, lo, hi
+                        )
+                    if len(points):
+                        rows.append(_rollup_row(tier, sid, block, points))
+        return rows
+
+    async def _roll_up(self) -> None:
+        """1m and 1h rollups of every day whose blocks are all compacted."""
+        while self._wm.rolled_until + DAY_MS <= self._wm.compacted_until:
+            day = self._wm.rolled_until
+            chunks = await asyncio.to_thread(self._build_day_rollup, day)
+            new_wm = replace(self._wm, rolled_until=day + DAY_MS)
+
+            async def write(db: aiosqlite.Connection, chunks: list[ChunkRow] = chunks, wm: Watermarks = new_wm) -> None:
+                if chunks:
+                    await db.executemany(sql.SAVE_CHUNK, chunks)
+                await db.executemany(sql.SAVE_META, wm.meta())
+
+            await self._store.write(write)
+            with self._lock:
+                self._wm.rolled_until = new_wm.rolled_until
+            self._counts["rollups_total"] += 1
+
+    def _build_day_rollup(self, day: int) -> list[ChunkRow]:
+        conn = self._reader.connection()
+        raw = conn.execute(sql.BLOCK_CHUNKS, (TIER_RAW, day, day + DAY_MS)).fetchall()
+        h1_block = _floor(day, BLOCK_1H_MS)
+        h1_existing = {
+            sid: blob
+            for sid, _, blob in conn.execute(sql.BLOCK_CHUNKS, (TIER_1H, h1_block, h1_block + 1)).fetchall()
+        }
+        rows: list[ChunkRow] = []
+        for sid, group in groupby(raw, key=itemgetter(0)):
+            ts, values = array("q"), array("d")
+            for _, _, blob in group:
+                b_ts, (b_values,) = decode_chunk(blob)
+                ts += b_ts
+                values += b_values
+            if not ts:
+                continue
+            rows.append(_rollup_row(TIER_1M, sid, day, summarize(ts, values, BUCKET_1M)))
+            hourly = splice(_decode_rollup(h1_existing.get(sid)), summarize(ts, values, BUCKET_1H), day, day + DAY_MS)
+            rows.append(_rollup_row(TIER_1H, sid, h1_block, hourly))
+        return rows
+
+    async def _retain(self, now: int) -> bool:
+        """Drop whole chunks past each tier's horizon; True if anything was dropped."""
+        wm = self._wm
+        o = self.options
+        new_wm = replace(
+            wm,
+            raw_min=max(wm.raw_min, min(_floor(now - o.retention_raw_ms, self._block), wm.rolled_until)),
+            m1_min=max(wm.m1_min, min(_floor(now - o.retention_1m_ms, BLOCK_1M_MS), wm.rolled_until)),
+            h1_min=max(wm.h1_min, min(_floor(now - o.retention_1h_ms, BLOCK_1H_MS), wm.rolled_until)),
+        )
+        if new_wm == wm:
+            return False
+        with self._lock:
+            self._wm = new_wm  # queries read the coarser tier from now on, before the data goes
+
+        async def write(db: aiosqlite.Connection) -> None:
+            for tier, limit in ((TIER_RAW, new_wm.raw_min), (TIER_1M, new_wm.m1_min), (TIER_1H, new_wm.h1_min)):
+                await db.execute(sql.DELETE_CHUNKS_BEFORE, (tier, limit))
+            await db.executemany(sql.SAVE_META, new_wm.meta())
+
+        try:
+            await self._store.write(write)
+        except BaseException:
+            with self._lock:
+                self._wm = replace(new_wm, raw_min=wm.raw_min, m1_min=wm.m1_min, h1_min=wm.h1_min)
+            raise
+        self._counts["retention_runs_total"] += 1
+        return True
+
+    async def _drop_dead_series(self) -> None:
+        """Forget series with no sample left anywhere; narrow the others' time spans."""
+
+        def spans() -> list[tuple[int, int, int]]:
+            return self._reader.connection().execute(sql.SERIES_SPANS).fetchall()
+
+        in_chunks = {sid: (lo, hi) for sid, lo, hi in await asyncio.to_thread(spans)}
+        dead = []
+        with self._lock:
+            for sid in list(self._index.labels):
+                bounds = in_chunks.get(sid)
+                head = self._head.series.get(sid)
+                head_lo = head.ts[0] if head is not None and len(head.ts) else None
+                if bounds is None and head_lo is None:
+                    if sid not in self._unsaved:
+                        dead.append(sid)
+                        self._index.remove(sid)
+                        self._span.pop(sid, None)
+                elif bounds is not None and sid in self._span:
+                    self._span[sid][0] = bounds[0] if head_lo is None else min(bounds[0], min(head.ts))
+        if dead:
+
+            async def write(db: aiosqlite.Connection) -> None:
+                await db.executemany(sql.DELETE_SERIES, [(sid,) for sid in dead])
+
+            await self._store.write(write)
+            self._counts["series_removed_total"] += len(dead)
+
+    async def _refresh_tier_stats(self) -> None:
+        def read() -> list[tuple[int, int, int, int]]:
+            return self._reader.connection().execute(sql.TIER_STATS).fetchall()
+
+        self._tiers = {tier: (count, oldest, size) for tier, count, oldest, size in await asyncio.to_thread(read)}
+
+    # --- reads (query threads) --------------------------------------------------------------
+
+    def head_view(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> HeadView:
+        """For the querier: matching series with data in range, their head points, watermarks."""
+        with self._lock:
+            wm = self._wm
+            labels: dict[int, Labels] = {}
+            head: dict[int, tuple[array, array]] = {}
+            for sid in self._index.match(matchers):
+                span = self._span.get(sid)
+                if span is None or span[1] < mint or span[0] > maxt:
+                    continue
+                labels[sid] = self._index.labels[sid]
+                points = self._head.range(sid, max(mint, wm.raw_min), maxt)
+                if points is not None:
+                    head[sid] = points
+            return HeadView(labels, head, wm.raw_min, wm.m1_min, wm.h1_min)
+
+    def _matching(self, matcher_sets: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[int]:
+        if matcher_sets:
+            sids: set[int] = set()
+            for matchers in matcher_sets:
+                sids |= self._index.match(matchers)
+        else:
+            sids = set(self._index.labels)
+        out = []
+        for sid in sids:
+            span = self._span.get(sid)
+            if span is not None and span[0] <= maxt and span[1] >= mint:
+                out.append(sid)
+        return out
+
+    def label_names(self, matcher_sets: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> set[str]:
+        with self._lock:
+            return self._index.label_names(self._matching(matcher_sets, mint, maxt))
+
+    def label_values(self, name: str, matcher_sets: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> set[str]:
+        with self._lock:
+            return self._index.label_values(name, self._matching(matcher_sets, mint, maxt))
+
+    def series_labels(self, matcher_sets: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[Labels]:
+        with self._lock:
+            return [self._index.labels[sid] for sid in self._matching(matcher_sets, mint, maxt)]
+
+    # --- status -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for /status and self metrics (counters are totals since start)."""
+        with self._lock:
+            wm = self._wm
+            out: dict[str, Any] = {
+                "series": len(self._index),
+                "head_series": len(self._head.series),
+                "head_samples": self._head.samples,
+                "pending_samples": len(self._pending),
+                "watermarks": {k: (None if v == NO_TIME else v) for k, v in wm.meta()},
+            }
+            head_oldest = min((s.ts[0] for s in self._head.series.values() if len(s.ts)), default=None)
+        names = {TIER_RAW: "raw", TIER_1M: "1m", TIER_1H: "1h"}
+        out["chunks"] = {names[t]: self._tiers.get(t, (0, 0, 0))[0] for t in names}
+        out["chunk_bytes"] = {names[t]: self._tiers.get(t, (0, 0, 0))[2] or 0 for t in names}
+        oldest = {names[t]: (self._tiers[t][1] if t in self._tiers else None) for t in names}
+        if head_oldest is not None and (oldest["raw"] is None or head_oldest < oldest["raw"]):
+            oldest["raw"] = head_oldest
+        out["oldest_ms"] = oldest
+        out["disk_bytes"] = sum(
+            os.path.getsize(p) for p in (self._db_path, self._db_path + "-wal") if os.path.exists(p)
+        )
+        out["query_cache_bytes"] = self._reader.cache_bytes
+        out.update(self._counts)
+        out.update(self._durations)
+        return out
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+
+def _group_samples(
+    sids: list[int], refs: Sequence[int], ts: Sequence[int], values: Sequence[float], floor_t: int
+) -> tuple[dict[int, tuple[array, array]], int]:
+    """Per series: sorted, duplicate-free points (last given wins); and the count of samples
+    older than `floor_t` (past every retention), which are left out."""
+    by_ref: dict[int, tuple[array, array]] = {}
+    expired = 0
+    try:
+        for ref, t, v in zip(refs, ts, values, strict=True):
+            if t < floor_t:
+                expired += 1
+                continue
+            group = by_ref.get(ref)
+            if group is None:
+                group = by_ref[ref] = (array("q"), array("d"))
+            group[0].append(t)
+            group[1].append(v)
+        by_sid: dict[int, tuple[array, array]] = {}
+        for ref, (g_ts, g_values) in by_ref.items():
+            if ref < 0:
+                raise IndexError(f"negative series reference {ref}")
+            sid = sids[ref]
+            if sid in by_sid:
+                g_ts, g_values = by_sid[sid][0] + g_ts, by_sid[sid][1] + g_values
+            by_sid[sid] = (g_ts, g_values)
+    except (TypeError, OverflowError, IndexError) as exc:
+        raise TSDBError(f"malformed sample batch: {exc}") from None
+    for sid, (g_ts, g_values) in by_sid.items():
+        if any(a >= b for a, b in pairwise(g_ts)):
+            by_sid[sid] = sort_points(g_ts, g_values)
+    return by_sid, expired

@@ -1,0 +1,226 @@
+"""The in-memory head: samples of the blocks not compacted yet, and the write-ahead buffer.
+
+Each series keeps two growing arrays (int64 ms, float64). Appends in time order are O(1); an
+older timestamp marks the series unsorted and it is sorted (last write of a timestamp wins) the
+next time someone reads it. Not locked by itself: the TSDB holds its lock around every call.
+
+`Pending` collects what was appended since the last flush; a flush writes it as one head segment
+(a compressed blob of series ids, timestamps and values), replayed on open.
+"""
+
+from __future__ import annotations
+
+import zlib
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+
+SEGMENT_FORMAT = 1
+
+
+def sort_points(ts: Sequence[int], values: Sequence[float]) -> tuple[array, array]:
+    """Ascending by time; of equal timestamps the one given last wins."""
+    order = sorted(range(len(ts)), key=ts.__getitem__)  # stable: later writes stay later
+    out_t, out_v = array("q"), array("d")
+    last = None
+    for i in order:
+        t = ts[i]
+        if t == last:
+            out_v[-1] = values[i]
+        else:
+            out_t.append(t)
+            out_v.append(values[i])
+            last = t
+    return out_t, out_v
+
+
+def merge_points(old_t: array, old_v: array, new_t: array, new_v: array) -> tuple[array, array]:
+    """Union of two sorted, duplicate-free point lists; on equal timestamps `new` wins."""
+    if not old_t:
+        return new_t, new_v
+    if not new_t:
+        return old_t, old_v
+    if new_t[0] > old_t[-1]:
+        return old_t + new_t, old_v + new_v
+    if new_t[-1] < old_t[0]:
+        return new_t + old_t, new_v + old_v
+    return sort_points(old_t + new_t, old_v + new_v)
+
+
+class SeriesHead:
+    __slots__ = ("ordered", "ts", "values")
+
+    def __init__(self) -> None:
+        self.ts = array("q")
+        self.values = array("d")
+        self.ordered = True
+
+    def append(self, t: int, value: float) -> int:
+        """Returns 1 if the series grew, 0 if it replaced the value at its last timestamp."""
+        ts = self.ts
+        if ts and t <= ts[-1]:
+            if t == ts[-1] and self.ordered:
+                self.values[-1] = value
+                return 0
+            self.ordered = False
+        ts.append(t)
+        self.values.append(value)
+        return 1
+
+    def extend(self, ts: array, values: array) -> None:
+        """Add sorted, duplicate-free points (an import)."""
+        if not ts:
+            return
+        if self.ts and ts[0] <= self.ts[-1]:
+            self.ordered = False
+        self.ts.extend(ts)
+        self.values.extend(values)
+
+    def settle(self) -> None:
+        if not self.ordered:
+            self.ts, self.values = sort_points(self.ts, self.values)
+            self.ordered = True
+
+
+class Head:
+    def __init__(self) -> None:
+        self.series: dict[int, SeriesHead] = {}
+        self.samples = 0
+
+    def append(self, sid: int, t: int, value: float) -> None:
+        series = self.series.get(sid)
+        if series is None:
+            series = self.series[sid] = SeriesHead()
+        self.samples += series.append(t, value)
+
+    def extend(self, sid: int, ts: array, values: array) -> None:
+        series = self.series.get(sid)
+        if series is None:
+            series = self.series[sid] = SeriesHead()
+        series.extend(ts, values)
+        if not series.ordered:
+            before = len(series.ts)
+            series.settle()
+            self.samples -= before - len(series.ts)
+        self.samples += len(ts)
+
+    def range(self, sid: int, mint: int, maxt: int) -> tuple[array, array] | None:
+        """Copies of the points in [mint, maxt], or None."""
+        series = self.series.get(sid)
+        if series is None or not series.ts:
+            return None
+        self._settle(series)
+        lo = bisect_left(series.ts, mint)
+        hi = bisect_right(series.ts, maxt)
+        if lo >= hi:
+            return None
+        return series.ts[lo:hi], series.values[lo:hi]
+
+    def before(self, limit: int) -> dict[int, tuple[array, array]]:
+        """Copies of every series' points older than `limit` (what a compaction writes out)."""
+        out = {}
+        for sid, series in self.series.items():
+            if series.ts and series.ts[0] < limit:
+                self._settle(series)
+                cut = bisect_left(series.ts, limit)
+                out[sid] = (series.ts[:cut], series.values[:cut])
+        return out
+
+    def drop_before(self, limit: int) -> None:
+        for sid in list(self.series):
+            series = self.series[sid]
+            if series.ts and series.ts[0] < limit:
+                self._settle(series)
+                cut = bisect_left(series.ts, limit)
+                del series.ts[:cut]
+                del series.values[:cut]
+                self.samples -= cut
+            if not series.ts:
+                del self.series[sid]
+
+    def from_time(self, limit: int) -> tuple[array, array, array]:
+        """(series ids, ts, values) of every point at or after `limit`: a checkpoint segment."""
+        sids, ts, values = array("q"), array("q"), array("d")
+        for sid, series in self.series.items():
+            if not series.ts:
+                continue
+            self._settle(series)
+            cut = bisect_left(series.ts, limit)
+            count = len(series.ts) - cut
+            if count:
+                sids += array("q", [sid]) * count
+                ts += series.ts[cut:]
+                values += series.values[cut:]
+        return sids, ts, values
+
+    def has_data(self, sid: int) -> bool:
+        series = self.series.get(sid)
+        return series is not None and len(series.ts) > 0
+
+    def _settle(self, series: SeriesHead) -> None:
+        if not series.ordered:
+            before = len(series.ts)
+            series.settle()
+            self.samples -= before - len(series.ts)
+
+
+class Pending:
+    """Samples appended since the last flush, in arrival order."""
+
+    def __init__(self) -> None:
+        self.sids = array("q")
+        self.ts = array("q")
+        self.values = array("d")
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def append(self, sid: int, t: int, value: float) -> None:
+        self.sids.append(sid)
+        self.ts.append(t)
+        self.values.append(value)
+
+    def take(self) -> Pending:
+        taken = Pending()
+        taken.sids, taken.ts, taken.values = self.sids, self.ts, self.values
+        self.sids, self.ts, self.values = array("q"), array("q"), array("d")
+        return taken
+
+    def put_back(self, older: Pending) -> None:
+        """Return samples a failed flush took, ahead of anything appended since."""
+        self.sids = older.sids + self.sids
+        self.ts = older.ts + self.ts
+        self.values = older.values + self.values
+
+
+def _planes(lanes: bytes, width: int) -> bytes:
+    return b"".join(lanes[k::width] for k in range(width))
+
+
+def _unplanes(buf: bytes, pos: int, n: int, width: int) -> bytes:
+    out = bytearray(width * n)
+    for k in range(width):
+        out[k::width] = buf[pos + k * n : pos + (k + 1) * n]
+    return bytes(out)
+
+
+def encode_segment(sids: array, ts: array, values: array) -> bytes:
+    """One flush worth of samples: three byte-shuffled columns under fast deflate."""
+    n = len(ts)
+    body = n.to_bytes(8, "little") + _planes(sids.tobytes(), 8) + _planes(ts.tobytes(), 8)
+    body += _planes(values.tobytes(), 8)
+    return bytes([SEGMENT_FORMAT]) + zlib.compress(body, 1)
+
+
+def decode_segment(blob: bytes) -> tuple[array, array, array]:
+    if not blob or blob[0] != SEGMENT_FORMAT:
+        raise ValueError(f"unknown head segment format {bytes(blob[:1])!r}")
+    body = zlib.decompress(blob[1:])
+    n = int.from_bytes(body[:8], "little")
+    if len(body) != 8 + 24 * n:
+        raise ValueError("head segment length mismatch")
+    sids, ts, values = array("q"), array("q"), array("d")
+    sids.frombytes(_unplanes(body, 8, n, 8))
+    ts.frombytes(_unplanes(body, 8 + 8 * n, n, 8))
+    values.frombytes(_unplanes(body, 8 + 16 * n, n, 8))
+    return sids, ts, values

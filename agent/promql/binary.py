@@ -284,6 +284,8 @@ def vector_scalar_binop(op: str, vec: Vector, scalar: float, swap: bool, return_
                 if labels is None:
                     labels = dropped[s.labels] = drop_name(s.labels)
             out.append(Sample(labels, t, value))
+        if drop:
+            _unique_labels(out)
         return out
     cmp = COMPARISON[op]
     for s in vec:
@@ -292,7 +294,15 @@ def vector_scalar_binop(op: str, vec: Vector, scalar: float, swap: bool, return_
             out.append(Sample(drop_name(s.labels), t, 1.0 if keep else 0.0))
         elif keep:
             out.append(Sample(s.labels, t, s.v))
+    if return_bool:
+        _unique_labels(out)
     return out
+
+
+def _unique_labels(vec: Vector) -> None:
+    """Dropping `__name__` may make two series one; Prometheus refuses such a step result."""
+    if len(vec) > 1 and len({s.labels for s in vec}) != len(vec):
+        raise PromQLError("vector cannot contain metrics with the same labelset")
 
 
 class VectorMatcher:

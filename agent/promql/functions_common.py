@@ -24,6 +24,15 @@ def without_name(labels: Labels) -> Labels:
     return labels
 
 
+def go_div(a: float, b: float) -> float:
+    """IEEE division as Go does it: x/0 is ±Inf or NaN (Python raises)."""
+    if b != 0:
+        return a / b
+    if a != a or a == 0:
+        return NAN
+    return math.copysign(INF, a) * math.copysign(1.0, b)
+
+
 def go_floor(x: float) -> float:
     """Go's math.Floor: keeps -0, NaN and ±Inf (Python's math.floor raises or loses the sign)."""
     if x - x != 0:  # NaN or ±Inf

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
-from agent.promql.functions_common import INF, NAN, go_ceil, go_floor, go_max, go_min, without_name
+from agent.promql.functions_common import INF, NAN, go_ceil, go_div, go_floor, go_max, go_min, without_name
 from agent.promql.functions_labels import labels_for_absent
+from agent.promql.gosort import go_sort
 from agent.promql.values import CallContext, Labels, Sample, Vector
 
 # Go's untyped constants 1/Ln2 and 1/Ln10, rounded once to float64 (not 1/math.log(2), one more rounding).
@@ -149,20 +150,12 @@ def _simple(fn: Callable[[float], float]) -> Callable[[list[Any], CallContext], 
 def func_round(args: list[Any], ctx: CallContext) -> Vector:
     """Ties round up; the inverse of `to_nearest` is used as Prometheus does (fewer rounding surprises)."""
     to_nearest = args[1] if len(args) > 1 else 1.0
-    inverse = _div(1.0, to_nearest)
+    inverse = go_div(1.0, to_nearest)
     out: Vector = []
     for s in args[0]:
-        value = _div(go_floor(s.v * inverse + 0.5), inverse)
+        value = go_div(go_floor(s.v * inverse + 0.5), inverse)
         out.append(Sample(without_name(s.labels), ctx.t, value))
     return out
-
-
-def _div(a: float, b: float) -> float:
-    if b != 0:
-        return a / b
-    if a != a or a == 0:
-        return NAN
-    return math.copysign(INF, a) * math.copysign(1.0, b)
 
 
 def func_clamp(args: list[Any], ctx: CallContext) -> Vector:
@@ -197,13 +190,14 @@ def func_scalar(args: list[Any], ctx: CallContext) -> float:
 
 
 def _sorted(vector: Vector, descending: bool) -> Vector:
-    """Go's sort of sort()/sort_desc(): NaNs last. For up to 12 elements Go's pdqsort is an insertion
-    sort, which keeps ties in input order and reverses the NaNs; we do that at every size."""
-    numbers = [s for s in vector if s.v == s.v]
-    nans = [s for s in vector if s.v != s.v]
-    numbers.sort(key=lambda s: s.v, reverse=descending)  # stable, also with reverse=True
-    nans.reverse()
-    return numbers + nans
+    """Go's sort.Sort (pdqsort, unstable) with Prometheus's comparators, so ties and NaNs (last, in an
+    order of Go's making) come out exactly as in Prometheus for the same input order."""
+    items = list(vector)
+    if descending:  # sort.Reverse(vectorByValueHeap)
+        go_sort(items, lambda i, j: items[j].v != items[j].v or items[j].v < items[i].v)
+    else:  # sort.Reverse(vectorByReverseValueHeap)
+        go_sort(items, lambda i, j: items[j].v != items[j].v or items[j].v > items[i].v)
+    return items
 
 
 def func_sort(args: list[Any], ctx: CallContext) -> Vector:
@@ -310,7 +304,7 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
         bucket_start = uppers[b - 1]
         count -= counts[b - 1]
         rank -= counts[b - 1]
-    return bucket_start + (bucket_end - bucket_start) * _div(rank, count)
+    return bucket_start + (bucket_end - bucket_start) * go_div(rank, count)
 
 
 _UPPER = itemgetter(0)

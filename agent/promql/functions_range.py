@@ -33,7 +33,7 @@ from operator import eq, gt, lt, mul, ne, sub, truediv
 from typing import Any
 
 from agent.promql.ast import MatrixSelector, ParenExpr, SubqueryExpr, VectorSelector
-from agent.promql.functions_common import INF, NAN, go_floor, without_name
+from agent.promql.functions_common import INF, NAN, go_div, go_floor, without_name
 from agent.promql.functions_labels import labels_for_absent
 from agent.promql.values import CallContext, Sample, Vector, Window
 
@@ -42,9 +42,14 @@ _EXACT_MAX = 32
 Aggregate = Callable[[Window], float | None]
 
 
-def _rollup(window: Window) -> bool:
+def _rollup_column(window: Window, name: str) -> Sequence[float]:
+    """The rollup column `name` (sum, count, min, max) when the window's points are rollup buckets, else
+    the plain values (a raw point is a bucket of one)."""
     source = window.source
-    return source is not None and source.count is not None
+    if source is None or source.count is None:
+        return window.values
+    column: Sequence[float] | None = getattr(source, name)
+    return window.values if column is None else column
 
 
 def _over_time(aggregate: Aggregate) -> Callable[[list[Any], CallContext], Vector]:
@@ -61,15 +66,6 @@ def _over_time(aggregate: Aggregate) -> Callable[[list[Any], CallContext], Vecto
         return out
 
     return call
-
-
-def _safe_div(a: float, b: float) -> float:
-    """IEEE division as Go does it (Python raises on a zero divisor)."""
-    if b != 0:
-        return a / b
-    if a != a or a == 0:
-        return NAN
-    return math.copysign(INF, a) * math.copysign(1.0, b)
 
 
 # --- rate, increase, delta, irate, idelta ---
@@ -90,8 +86,9 @@ def _extrapolated_rate(window: Window, ctx: CallContext, is_counter: bool, is_ra
     result = vals[hi - 1] - first
     if is_counter:
         window_values = vals[lo:hi]
+        total = sum(window_values)
         # Fast path: a NaN-free window that sorting leaves unchanged has no decrease, i.e. no reset.
-        if sorted(window_values) != window_values or sum(window_values) != sum(window_values):
+        if total != total or sorted(window_values) != window_values:
             # Each counter reset adds the value before it, in order (resets are rare: the loop is short).
             for before_reset in compress(window_values, map(gt, window_values, window_values[1:])):
                 result += before_reset
@@ -102,7 +99,7 @@ def _extrapolated_rate(window: Window, ctx: CallContext, is_counter: bool, is_ra
     duration_to_start = (first_t - range_start) / 1000
     duration_to_end = (range_end - last_t) / 1000
     sampled_interval = (last_t - first_t) / 1000
-    average_between = sampled_interval / (hi - lo - 1)
+    average_between = sampled_interval / (hi - lo - 1)  # duplicate timestamps (0 s) are not stored
     if is_counter and result > 0 and first >= 0:
         # A counter cannot go below zero: do not extrapolate past the point where it would reach it.
         duration_to_zero = sampled_interval * (first / result)
@@ -112,7 +109,7 @@ def _extrapolated_rate(window: Window, ctx: CallContext, is_counter: bool, is_ra
     extrapolate_to = sampled_interval
     extrapolate_to += duration_to_start if duration_to_start < threshold else average_between / 2
     extrapolate_to += duration_to_end if duration_to_end < threshold else average_between / 2
-    factor = extrapolate_to / sampled_interval
+    factor = go_div(extrapolate_to, sampled_interval)
     if is_rate:
         factor /= _range_seconds(ctx.range)
     return result * factor
@@ -144,7 +141,7 @@ def _instant_value(window: Window, is_rate: bool) -> float | None:
     if interval == 0:
         return None
     if is_rate:
-        result = _safe_div(result, interval / 1000)
+        result = go_div(result, interval / 1000)
     return result
 
 
@@ -203,7 +200,7 @@ def _linear_regression(window: Window, intercept_time: int) -> tuple[float, floa
     sum_x, sum_y, sum_xy, sum_x2 = _regression_sums_exact(xs, ys) if None in fast else fast
     cov_xy = sum_xy - sum_x * sum_y / n
     var_x = sum_x2 - sum_x * sum_x / n
-    slope = _safe_div(cov_xy, var_x)
+    slope = go_div(cov_xy, var_x)
     intercept = sum_y / n - slope * sum_x / n
     return slope, intercept
 
@@ -227,7 +224,9 @@ def _selector_offset(expr: Any) -> int:
 
 
 def func_predict_linear(args: list[Any], ctx: CallContext) -> Vector:
-    """Prometheus takes the intercept at the evaluation time, i.e. the window's end plus the offset."""
+    """Prometheus takes the intercept at the evaluation (step) time: the window's end plus the offset.
+    Under `@` that is not recoverable from the context (the window ends at the `@` time), so the
+    intercept is then the `@` time, where Prometheus 2.42 uses the step time."""
     duration = args[1]
     intercept_time = ctx.t + _selector_offset(ctx.args[0]) if ctx.args else ctx.t
     out: Vector = []
@@ -254,7 +253,8 @@ def _changes(window: Window) -> float:
 
 def _resets(window: Window) -> float:
     window_values = window.values[window.lo : window.hi]
-    if sorted(window_values) == window_values and sum(window_values) == sum(window_values):
+    total = sum(window_values)
+    if total == total and sorted(window_values) == window_values:
         return 0.0
     return float(sum(map(lt, window_values[1:], window_values)))
 
@@ -300,14 +300,14 @@ def compensated_sum(values: Sequence[float]) -> float:
 
 
 def _sum_over_time(window: Window) -> float:
-    column = window.source.sum if _rollup(window) else window.values  # type: ignore[union-attr]
-    return compensated_sum(column[window.lo : window.hi])
+    return compensated_sum(_rollup_column(window, "sum")[window.lo : window.hi])
 
 
 def _count_over_time(window: Window) -> float:
-    if _rollup(window):
-        return compensated_sum(window.source.count[window.lo : window.hi])  # type: ignore[union-attr,index]
-    return float(window.hi - window.lo)
+    counts = _rollup_column(window, "count")
+    if counts is window.values:
+        return float(window.hi - window.lo)
+    return compensated_sum(counts[window.lo : window.hi])
 
 
 def _avg_finite(values: Sequence[float]) -> float:
@@ -349,9 +349,9 @@ def _avg_exact(values: Sequence[float]) -> float:
 
 def _avg_over_time(window: Window) -> float:
     lo, hi = window.lo, window.hi
-    if _rollup(window):
-        source = window.source
-        return _safe_div(compensated_sum(source.sum[lo:hi]), compensated_sum(source.count[lo:hi]))  # type: ignore[union-attr,index]
+    counts = _rollup_column(window, "count")
+    if counts is not window.values:
+        return go_div(compensated_sum(_rollup_column(window, "sum")[lo:hi]), compensated_sum(counts[lo:hi]))
     values = window.values[lo:hi]
     total = sum(values)
     if total - total != 0:  # an Inf or NaN (or an overflow): Go's order of operations decides
@@ -417,13 +417,11 @@ def _extreme(values: Sequence[float], pick: Callable[..., float]) -> float:
 
 
 def _min_over_time(window: Window) -> float:
-    column = window.source.min if _rollup(window) else window.values  # type: ignore[union-attr]
-    return _extreme(column[window.lo : window.hi], min)
+    return _extreme(_rollup_column(window, "min")[window.lo : window.hi], min)
 
 
 def _max_over_time(window: Window) -> float:
-    column = window.source.max if _rollup(window) else window.values  # type: ignore[union-attr]
-    return _extreme(column[window.lo : window.hi], max)
+    return _extreme(_rollup_column(window, "max")[window.lo : window.hi], max)
 
 
 def _present_over_time(window: Window) -> float:

@@ -107,6 +107,15 @@ class QueryLimitError(PromQLError):
     error_type = "execution"
 
 
+def format_sample_value(value: float) -> str:
+    """A vector or matrix sample value as Prometheus's JSON writes it (jsoniter): plain decimals,
+    except below 1e-6 and from 1e21 on, where Go's shortest exponent form is used ("1e+25")."""
+    magnitude = abs(value)
+    if magnitude != 0 and math.isfinite(value) and (magnitude < 1e-6 or magnitude >= 1e21):
+        return repr(value)  # Python's shortest repr spells exponents as Go does: 9.9e-07, 1e+25
+    return format_value(value)
+
+
 def format_value(value: float) -> str:
     """A float as Prometheus writes it in JSON (Go's strconv 'f', -1): shortest, no exponent."""
     if math.isnan(value):

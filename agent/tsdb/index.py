@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 
 from agent.promql.ast import Matcher, MatchType
+from agent.promql.parser import compile_matcher_regex
 from agent.promql.values import Labels, ParseError
 
 
-@lru_cache(maxsize=512)
 def compile_regex(pattern: str) -> re.Pattern[str]:
-    """A Prometheus label regex, anchored at both ends (`^(?:re)$`) through `fullmatch`."""
+    """A Prometheus label regex in RE2 syntax, anchored at both ends, exactly as the parser accepted it."""
     try:
-        return re.compile(f"(?:{pattern})")
-    except re.error as exc:
-        raise ParseError(f"invalid regular expression {pattern!r}: {exc}") from None
+        return compile_matcher_regex(pattern)
+    except ValueError as exc:
+        raise ParseError(str(exc)) from None
 
 
 def matches(matcher: Matcher, value: str) -> bool:

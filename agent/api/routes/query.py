@@ -33,6 +33,7 @@ from agent.promql.values import (
     Scalar,
     String,
     Value,
+    format_sample_value,
     format_value,
 )
 
@@ -166,7 +167,7 @@ def value_json(value: Value) -> dict[str, Any]:
         return {"resultType": "string", "result": [ts_json(value.t), value.v]}
     if isinstance(value, list) and value and isinstance(value[0], Sample):
         return {"resultType": "vector", "result": [
-            {"metric": metric_json(s.labels), "value": [ts_json(s.t), format_value(s.v)]} for s in value
+            {"metric": metric_json(s.labels), "value": [ts_json(s.t), format_sample_value(s.v)]} for s in value
         ]}
     if isinstance(value, list) and not value:
         return {"resultType": "vector", "result": []}
@@ -175,7 +176,7 @@ def value_json(value: Value) -> dict[str, Any]:
 
 def matrix_json(matrix: Matrix) -> dict[str, Any]:
     return {"resultType": "matrix", "result": [
-        {"metric": metric_json(s.labels), "values": [[ts_json(t), format_value(v)] for t, v in s.points]}
+        {"metric": metric_json(s.labels), "values": [[ts_json(t), format_sample_value(v)] for t, v in s.points]}
         for s in matrix
     ]}
 

@@ -1,0 +1,1 @@
+"""PromQL compatibility kit: a seeded data set, the query list, and a real Prometheus to compare with."""

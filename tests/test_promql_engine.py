@@ -259,3 +259,15 @@ def test_series_notation() -> None:
     assert is_stale(STALE_NAN)
     with pytest.raises(SeriesNotationError):
         expand_series_notation("1 two")
+
+
+def test_predict_linear_anchors_at_the_step_time_under_at() -> None:
+    """Prometheus 2.42 takes the regression's intercept at the evaluation step, even when `@`
+    pins the window elsewhere: a line v = t (seconds) predicts 600 at step 600, not 300."""
+    store = MemoryQueryable()
+    for s in range(0, 601, 15):
+        store.add((("__name__", "line"),), s * 1000, float(s))
+    result = Engine().instant_query(store, "predict_linear(line[5m] @ 300, 0)", 600_000)
+    assert [round(x.v, 9) for x in result] == [600.0]
+    result = Engine().instant_query(store, "predict_linear(line[5m] offset 5m, 0)", 600_000)
+    assert [round(x.v, 9) for x in result] == [600.0]

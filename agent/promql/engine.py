@@ -530,7 +530,7 @@ class _Evaluator:
             for j in scalar_args:
                 args[j] = values[j][i]
             args[index] = windows
-            result = impl(args, CallContext(ends[i], rng, call.args))
+            result = impl(args, CallContext(ends[i], rng, call.args, t))
             for sample in result:
                 sample.t = t
             if tracker is not None:

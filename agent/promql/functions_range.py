@@ -224,11 +224,13 @@ def _selector_offset(expr: Any) -> int:
 
 
 def func_predict_linear(args: list[Any], ctx: CallContext) -> Vector:
-    """Prometheus takes the intercept at the evaluation (step) time: the window's end plus the offset.
-    Under `@` that is not recoverable from the context (the window ends at the `@` time), so the
-    intercept is then the `@` time, where Prometheus 2.42 uses the step time."""
+    """Prometheus takes the intercept at the evaluation step's time, not at the window's end
+    (they differ under `offset` and `@`)."""
     duration = args[1]
-    intercept_time = ctx.t + _selector_offset(ctx.args[0]) if ctx.args else ctx.t
+    if ctx.step_t is not None:
+        intercept_time = ctx.step_t
+    else:
+        intercept_time = ctx.t + _selector_offset(ctx.args[0]) if ctx.args else ctx.t
     out: Vector = []
     for window in args[0]:
         if window.hi - window.lo >= 2:

@@ -15,6 +15,7 @@ plain groups (Go allows names Python does not, like `1a`, and duplicates); `GoRe
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import unicodedata
@@ -49,7 +50,6 @@ _PERL_COMPLEMENTS = {
 
 _MAX_REPEAT = 1000
 _ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
-_CATEGORY_RANGES: dict[str, list[tuple[int, int]]] = {}
 _REPEAT_RE = re.compile(r"\{(\d+)(,(\d*))?\}")
 _FLAG_GROUP_RE = re.compile(r"\(\?([imsU]*)(?:-([imsU]*))?([:)])")
 
@@ -58,21 +58,27 @@ def _unicode_ranges(name: str) -> list[tuple[int, int]] | None:
     """Code point ranges of a Unicode general category (one or two letters) or `Any`; None if unknown."""
     if name == "Any":
         return [(0, sys.maxunicode)]
-    if not _CATEGORY_RANGES:
-        start = 0
-        current = unicodedata.category("\x00")
-        for code in range(1, sys.maxunicode + 2):
-            category = unicodedata.category(chr(code)) if code <= sys.maxunicode else ""
-            if category != current:
-                _CATEGORY_RANGES.setdefault(current, []).append((start, code - 1))
-                start, current = code, category
+    table = _category_table()
     if len(name) == 2:
-        return _CATEGORY_RANGES.get(name, [] if name in _KNOWN_CATEGORIES else None)
+        return table.get(name, [] if name in _KNOWN_CATEGORIES else None)
     if len(name) == 1 and name in "LMNPSZC":
         # Go's one-letter classes; `C` excludes unassigned code points (Cn), as in Go.
-        ranges = [r for cat, rs in _CATEGORY_RANGES.items() if cat[0] == name and cat != "Cn" for r in rs]
-        return sorted(ranges)
+        return sorted(r for cat, rs in table.items() if cat[0] == name and cat != "Cn" for r in rs)
     return None
+
+
+@functools.cache
+def _category_table() -> dict[str, list[tuple[int, int]]]:
+    """General category -> code point ranges; built once (a fraction of a second), on first use of `\\p`."""
+    table: dict[str, list[tuple[int, int]]] = {}
+    start = 0
+    current = unicodedata.category("\x00")
+    for code in range(1, sys.maxunicode + 2):
+        category = unicodedata.category(chr(code)) if code <= sys.maxunicode else ""
+        if category != current:
+            table.setdefault(current, []).append((start, code - 1))
+            start, current = code, category
+    return table
 
 
 _KNOWN_CATEGORIES = frozenset({

@@ -190,10 +190,12 @@ class Window:
 class CallContext:
     """What a function needs besides its argument values, for one evaluation step.
 
-    t: evaluation time (ms). range: the range of the matrix argument in ms (0 if none).
-    args: the call's argument expressions (absent() derives labels from its selector).
+    t: the window end (ms): the step time moved by `offset` and `@`. range: the range of the matrix
+    argument in ms (0 if none). args: the call's argument expressions (absent() derives labels from
+    its selector). step_t: the evaluation step's own time (predict_linear anchors there); None = t.
     """
 
     t: int
     range: int
     args: list  # list[ast.Expr]
+    step_t: int | None = None

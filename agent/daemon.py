@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
+import gc
 import os
 import signal
 import ssl
@@ -184,6 +185,7 @@ class Daemon:
             if interval:
                 self._tasks.append(asyncio.create_task(self._watchdog(scheduler, interval), name="watchdog"))
             self._ready = True
+            settle_garbage_collector()
             self.notifier.ready()
             log.info("vigil_started", version=__version__, listen=config.listen, state_dir=state_dir,
                      config=self.options.config_path, config_version=manager.version_id, pid=os.getpid())
@@ -279,6 +281,15 @@ class Daemon:
                 self.notifier.watchdog()
             else:
                 log.error("watchdog_withheld", scheduler_healthy=scheduler.healthy(), loop_lag=self._lag)
+
+
+def settle_garbage_collector() -> None:
+    """Move everything start-up created out of the collector's reach, and collect young objects less
+    often: a query allocates many short-lived objects, and full collections scanning the whole
+    heap showed up as 20 ms pauses in query latency."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
 
 
 def run(options: Options) -> int:

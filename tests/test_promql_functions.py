@@ -1495,3 +1495,22 @@ def test_rate_is_fast_enough_for_a_range_query() -> None:
     for t, windows in steps:
         rate([windows], CallContext(t, 300_000, []))
     assert time.perf_counter() - begin < 0.25
+
+
+def test_rate_reset_cache_agrees_with_the_uncached_scan() -> None:
+    """Range queries share one per-series cache of decrease positions across steps; every window
+    must give what a fresh scan gives, resets and NaNs included."""
+    from agent.promql.functions import FUNCTIONS_IMPL
+    from agent.promql.values import CallContext, Window
+
+    values = [1.0, 5.0, 9.0, 2.0, 4.0, float("nan"), 6.0, 7.0, 0.5, 3.0, 3.0, 8.0]
+    ts = [i * 15_000 for i in range(len(values))]
+    labels = (("__name__", "c_total"),)
+    cache: dict = {}
+    for name in ("rate", "increase", "delta"):
+        for lo in range(len(values)):
+            for hi in range(lo + 2, len(values) + 1):
+                ctx = CallContext(ts[hi - 1], 60_000, [])
+                cached = FUNCTIONS_IMPL[name]([[Window(labels, ts, values, lo, hi, None, cache)]], ctx)
+                fresh = FUNCTIONS_IMPL[name]([[Window(labels, ts, values, lo, hi, None, None)]], ctx)
+                assert repr([s.v for s in cached]) == repr([s.v for s in fresh]), (name, lo, hi)

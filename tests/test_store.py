@@ -101,3 +101,39 @@ async def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
     store = Store(str(blocker / "v.db"), SelfMetrics())
     with pytest.raises(StoreError, match="cannot create state directory"):
         await store.open()
+
+
+async def test_reclaim_gives_deleted_pages_back(tmp_path: Path) -> None:
+    path = tmp_path / "v.db"
+    store = Store(str(path), SelfMetrics())
+    await store.open()
+
+    async def fill(db: aiosqlite.Connection) -> None:
+        await db.execute("CREATE TABLE junk(x BLOB)")
+        for _ in range(600):
+            await db.execute("INSERT INTO junk VALUES (randomblob(4000))")
+
+    async def empty(db: aiosqlite.Connection) -> None:
+        await db.execute("DELETE FROM junk")
+
+    await store.write(fill)
+    await store.write(empty)
+    assert await store.reclaim(max_pages=100) == 100
+    assert await store.reclaim() >= 500
+    assert await store.reclaim() == 0
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA auto_vacuum").fetchone() == (2,)
+        assert db.execute("PRAGMA freelist_count").fetchone() == (0,)
+
+
+async def test_existing_database_is_switched_to_incremental_vacuum(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # as the foundation release created it
+        db.execute("CREATE TABLE leftover(x)")
+    store = Store(str(path), SelfMetrics())
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA auto_vacuum").fetchone() == (2,)
+        assert db.execute("SELECT count(*) FROM leftover").fetchone() == (0,)

@@ -220,6 +220,7 @@ class _RangeSeries:
     ts: Sequence[int]
     values: Sequence[float]
     source: SeriesData | None
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 def _without_stale(data: SeriesData) -> _RangeSeries:
@@ -515,7 +516,7 @@ class _Evaluator:
                 lo = los[i]
                 hi = his[i]
                 if hi > lo:
-                    windows.append(Window(rs.labels, rs.ts, rs.values, lo, hi, rs.source))
+                    windows.append(Window(rs.labels, rs.ts, rs.values, lo, hi, rs.source, rs.cache))
                     points += hi - lo
             if absent:
                 if windows:

@@ -27,6 +27,7 @@ maxes); every other function uses `values`, each bucket's last value.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from itertools import compress, pairwise, repeat
 from operator import eq, gt, lt, mul, ne, sub, truediv
@@ -76,6 +77,27 @@ def _range_seconds(range_ms: int) -> float:
     return float(range_ms // 1000) + float((range_ms % 1000) * 1_000_000) / 1e9
 
 
+def _may_reset(window: Window, lo: int, hi: int) -> bool:
+    """Whether [lo, hi) holds a decrease (or a NaN), from positions found once per series: a range
+    query asks this for every step, and most windows of a counter have no reset."""
+    if window.cache is None:
+        return True
+    marks = window.cache.get("decreases")
+    if marks is None:
+        vals = window.values
+        # i is marked when vals[i] < vals[i-1] or vals[i] is NaN (which a pairwise check cannot see).
+        marks = window.cache["decreases"] = [
+            i for i in range(len(vals)) if vals[i] != vals[i] or (i and vals[i] < vals[i - 1])
+        ]
+    if not marks:
+        return False
+    first = bisect_right(marks, lo)  # a decrease at lo itself is against a sample outside the window
+    if first < len(marks) and marks[first] < hi:
+        return True
+    value = window.values[lo]
+    return value != value
+
+
 def _extrapolated_rate(window: Window, ctx: CallContext, is_counter: bool, is_rate: bool) -> float | None:
     lo, hi = window.lo, window.hi
     if hi - lo < 2:
@@ -84,14 +106,11 @@ def _extrapolated_rate(window: Window, ctx: CallContext, is_counter: bool, is_ra
     ts = window.ts
     first = vals[lo]
     result = vals[hi - 1] - first
-    if is_counter:
+    if is_counter and _may_reset(window, lo, hi):
         window_values = vals[lo:hi]
-        total = sum(window_values)
-        # Fast path: a NaN-free window that sorting leaves unchanged has no decrease, i.e. no reset.
-        if total != total or sorted(window_values) != window_values:
-            # Each counter reset adds the value before it, in order (resets are rare: the loop is short).
-            for before_reset in compress(window_values, map(gt, window_values, window_values[1:])):
-                result += before_reset
+        # Each counter reset adds the value before it, in order (resets are rare: the loop is short).
+        for before_reset in compress(window_values, map(gt, window_values, window_values[1:])):
+            result += before_reset
     range_end = ctx.t
     range_start = range_end - ctx.range
     first_t = ts[lo]

@@ -10,7 +10,7 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent.promql.ast import Matcher
 
@@ -184,6 +184,7 @@ class Window:
     lo: int
     hi: int
     source: SeriesData | None = None
+    cache: dict[str, Any] | None = None  # per series, shared by all steps: functions keep derived arrays here
 
 
 @dataclass(slots=True)

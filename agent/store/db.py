@@ -40,6 +40,8 @@ class _Write:
 
 
 _STOP = object()
+JOURNAL_SIZE_LIMIT = 8 * 1024 * 1024
+VACUUM_ON_OPEN_MAX_BYTES = 256 * 1024 * 1024
 
 
 class Store:
@@ -83,12 +85,51 @@ class Store:
 
     async def _pragmas(self, db: aiosqlite.Connection) -> None:
         await db.execute("PRAGMA busy_timeout=5000")
+        await self._incremental_vacuum_mode(db)
         cursor = await db.execute("PRAGMA journal_mode=WAL")
         mode = (await cursor.fetchone() or ("?",))[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"could not switch to WAL (journal_mode={mode})")
         await db.execute(f"PRAGMA synchronous={self.synchronous}")
+        # A burst of writes (a big import) grows the WAL; truncate it back after checkpoints.
+        await db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         await db.execute("PRAGMA foreign_keys=ON")
+
+    async def _incremental_vacuum_mode(self, db: aiosqlite.Connection) -> None:
+        """Retention deletes old chunks every hour; with auto_vacuum=INCREMENTAL their pages can be
+        given back to the filesystem (`reclaim`), instead of the file staying at its high-water mark.
+        The mode can only be chosen before the first table exists, or by a VACUUM that rewrites the
+        file, which is done here only while the database is small."""
+        mode = (await (await db.execute("PRAGMA auto_vacuum")).fetchone() or (0,))[0]
+        if mode == 2:
+            return
+        await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        tables = (await (await db.execute("SELECT count(*) FROM sqlite_master")).fetchone() or (0,))[0]
+        if tables == 0:
+            return
+        size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
+        if size <= VACUUM_ON_OPEN_MAX_BYTES:
+            await db.execute("VACUUM")
+            log.info("store_auto_vacuum_enabled", bytes=size)
+        else:
+            log.warning("store_auto_vacuum_unavailable", bytes=size,
+                        hint="run `sqlite3 vigil.db 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM'` while Vigil is stopped")
+
+    async def reclaim(self, max_pages: int = 2000) -> int:
+        """Give up to `max_pages` free pages back to the filesystem; returns the pages freed.
+
+        Python's sqlite3 steps a statement without result columns once, and each step of
+        incremental_vacuum frees one page, hence one execute per page (about 50 µs each); the
+        caller bounds the work per call so other writes never wait long."""
+
+        async def vacuum(db: aiosqlite.Connection) -> int:
+            free = (await (await db.execute("PRAGMA freelist_count")).fetchone() or (0,))[0]
+            for _ in range(min(int(free), max_pages)):
+                await db.execute("PRAGMA incremental_vacuum(1)")
+            after = (await (await db.execute("PRAGMA freelist_count")).fetchone() or (0,))[0]
+            return int(free - after)
+
+        return int(await self.write(vacuum))
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
         cursor = await db.execute("PRAGMA user_version")

@@ -346,7 +346,7 @@ class TSDB:
     ) -> int:
         """Store samples (`ts[i]`, `values[i]`) of series `series[refs[i]]`; durable when it returns.
 
-        Returns the number of samples stored: samples older than every tier's retention are
+        Returns the number of samples accepted: samples older than every tier's retention are
         skipped. Raises TSDBError, storing nothing, for too many new series or malformed columns.
         """
         n = len(ts)
@@ -380,7 +380,7 @@ class TSDB:
                     self._widen_span(sid, g_ts[-1])
                 self._unsaved.difference_update(sid for sid, _ in rows)
                 self._last_segment = max(self._last_segment, seg_id)
-            stored = len(seg_ts)
+            stored = n - expired  # a later sample that replaced an equal timestamp still counts
             self._counts["samples_imported_total"] += stored
             self._counts["samples_expired_total"] += expired
             self._late += late
@@ -418,15 +418,18 @@ class TSDB:
         now = self._now_ms() if now_ms is None else now_ms
         started = time.perf_counter()
         async with self._write_lock:
-            await self._compact(now)
-            await self._roll_up()
+            changed = await self._compact(now)
+            changed = await self._roll_up() or changed
             if await self._retain(now):
                 await self._drop_dead_series()
-            await self._refresh_tier_stats()
+                changed = True
+            if changed:
+                await self._refresh_tier_stats()
         self._durations["last_maintain_seconds"] = time.perf_counter() - started
 
-    async def _compact(self, now: int) -> None:
-        """Write the head's samples of closed blocks to chunks and checkpoint the head segments."""
+    async def _compact(self, now: int) -> bool:
+        """Write the head's samples of closed blocks to chunks and checkpoint the head segments;
+        True if chunks were written."""
         started = time.perf_counter()
         target = _floor(now - GRACE_MS, self._block)
         with self._lock:
@@ -434,7 +437,7 @@ class TSDB:
             snapshot = self._head.before(target)
             if not snapshot:
                 if target <= self._wm.compacted_until:
-                    return
+                    return False
                 new_wm = replace(self._wm, compacted_until=target)
             else:
                 new_wm = replace(self._wm, compacted_until=max(self._wm.compacted_until, target))
@@ -472,10 +475,12 @@ class TSDB:
             self._wm.compacted_until = new_wm.compacted_until
             self._unsaved.difference_update(sid for sid, _ in rows)
             self._last_segment = max(self._last_segment, seg_id)
-        if snapshot:
-            self._late = 0
-            self._counts["compactions_total"] += 1
-            self._durations["last_compaction_seconds"] = time.perf_counter() - started
+        if not snapshot:
+            return False
+        self._late = 0
+        self._counts["compactions_total"] += 1
+        self._durations["last_compaction_seconds"] = time.perf_counter() - started
+        return True
 
     def _build_compaction(self, snapshot: dict[int, tuple[array, array]], wm: Watermarks) -> list[ChunkRow]:
         """Chunk rows for the head's closed-block samples (a worker thread; reads via its own
@@ -531,8 +536,9 @@ class TSDB:
                         rows.append(_rollup_row(tier, sid, block, points))
         return rows
 
-    async def _roll_up(self) -> None:
-        """1m and 1h rollups of every day whose blocks are all compacted."""
+    async def _roll_up(self) -> bool:
+        """1m and 1h rollups of every day whose blocks are all compacted; True if any."""
+        rolled = False
         while self._wm.rolled_until + DAY_MS <= self._wm.compacted_until:
             day = self._wm.rolled_until
             chunks = await asyncio.to_thread(self._build_day_rollup, day)
@@ -547,6 +553,8 @@ class TSDB:
             with self._lock:
                 self._wm.rolled_until = new_wm.rolled_until
             self._counts["rollups_total"] += 1
+            rolled = True
+        return rolled
 
     def _build_day_rollup(self, day: int) -> list[ChunkRow]:
         conn = self._reader.connection()

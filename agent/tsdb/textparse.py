@@ -54,7 +54,7 @@ _NOT_A_NUMBER = re.compile(r"nan", re.IGNORECASE)
 _NEGATIVE_INT = re.compile(r"-[0-9]+")
 # Characters Python's float()/int() skip or accept where Go's parsers do not. A body without
 # any of them (and all ASCII) lets the fast path skip per-value checks for them.
-_LENIENT_CHARS = re.compile(r"[\t\r\x0b\x0c\x1c-\x1f]")
+_LENIENT_CHARS = "\t\r\x0b\x0c\x1c\x1d\x1e\x1f"
 # The spellings of NaN and infinities that the fast path takes without the slow path's checks.
 _SPECIALS = {"NaN": math.nan, "nan": math.nan, "+Inf": math.inf, "-Inf": -math.inf, "Inf": math.inf,
              "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
@@ -109,7 +109,7 @@ def parse(body: bytes, content_type: str | None, default_ts: int | None) -> Pars
     if om and lines and lines[-1] == "# EOF":
         lines.pop()
         has_eof = True
-    parser = _Parser(om, default_ts, text.isascii() and _LENIENT_CHARS.search(text) is None)
+    parser = _Parser(om, default_ts, text.isascii() and not any(c in text for c in _LENIENT_CHARS))
     refs, ts, values = parser.run(lines)
     if om and not has_eof:
         raise TextParseError(len(lines) + 1, 'missing "# EOF" line at the end of the OpenMetrics body')
@@ -160,9 +160,7 @@ class _Parser:
         by_head_get, by_name_get = self.by_head.get, self.by_name.get
         head_ref, name_ref, slow_line = self._head_ref, self._name_ref, self._slow_line
         om, clean, default_ts, specials = self.om, self.clean, self.default_ts, _SPECIALS
-        lineno = 0
-        for line in lines:
-            lineno += 1
+        for lineno, line in enumerate(lines, 1):
             try:
                 head, brace, rest = line.rpartition("}")
                 if brace:
@@ -451,7 +449,7 @@ def _scan_text_series(s: str, lineno: int) -> tuple[list[tuple[str, str]], int]:
         lname = label.group()
         i = _skip_blanks(s, label.end())
         if i == n or s[i] != "=":
-            raise TextParseError(lineno, f'expected "=" after label name {_q(lname)}')
+            raise _no_equals(s, label.start(), lname, lineno)
         i = _skip_blanks(s, i + 1)
         value, i = _quoted(s, i, lname, lineno)
         pairs.append((lname, value))
@@ -486,7 +484,7 @@ def _scan_om_labels(s: str, i: int, pairs: list[tuple[str, str]], lineno: int) -
         lname = label.group()
         i = label.end()
         if i == n or s[i] != "=":
-            raise TextParseError(lineno, f'expected "=" after label name {_q(lname)}')
+            raise _no_equals(s, label.start(), lname, lineno)
         value, i = _quoted(s, i + 1, lname, lineno)
         pairs.append((lname, value))
         if i == n:
@@ -541,6 +539,13 @@ def _quoted(s: str, i: int, lname: str, lineno: int) -> tuple[str, int]:
         # Prometheus unescapes \\, \" and \n only and keeps any other backslash pair as written.
         raw = _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), raw)
     return raw, match.end()
+
+
+def _no_equals(s: str, start: int, lname: str, lineno: int) -> TextParseError:
+    token = _token(s, start, ' \t=,}"')
+    if token != lname:
+        return TextParseError(lineno, f"invalid label name {_q(token)}")
+    return TextParseError(lineno, f'expected "=" after label name {_q(lname)}')
 
 
 def _label_set_error(s: str, i: int, lineno: int) -> TextParseError:

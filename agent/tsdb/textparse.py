@@ -1,9 +1,15 @@
 """Parser for `POST /api/v1/import` bodies: the Prometheus text format 0.0.4 and OpenMetrics 1.0 text.
 
-It accepts what Prometheus 2.42's `model/textparse` accepts. That parser sits behind scrapes and
-behind `promtool tsdb create-blocks-from openmetrics`, so a body Prometheus takes is also taken here.
-Two additions: samples without a timestamp get the caller's "now", and a label set with a
-duplicate name is refused here, where Prometheus's TSDB would refuse it at append time.
+It follows Prometheus 2.42's `model/textparse`, the parser behind scrapes and behind
+`promtool tsdb create-blocks-from openmetrics`, so that a body Prometheus takes is also taken
+here. OpenMetrics `_created` samples stay ordinary series, as they do in 2.42. The differences
+are deliberate:
+- a sample without a timestamp gets the caller's "now";
+- a label set with a duplicate name is refused here, where Prometheus's TSDB refuses it at append;
+- timestamps must lie between 1970 and the end of year 9999;
+- the whole body must be UTF-8, comments included;
+- a raw newline inside a quoted label value ends the line (Prometheus's text lexer would let the
+  value run on), because the body is split into lines before anything else.
 
 Speed: a body holds many samples of a few series, so the text in front of the value
 (`name{...}`) is parsed once per distinct spelling and cached. The loop over lines handles only
@@ -45,6 +51,10 @@ _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # A label value as the lexers read it: a backslash escapes any one character.
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_PAIR_SYNTAX = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"'
+_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+# `name{n="v",n="v"}` with no blanks and no trailing comma: valid in both formats, read by regex alone.
+_PLAIN_SERIES = re.compile(rf"[a-zA-Z_:][a-zA-Z0-9_:]*\{{(?:{_PAIR_SYNTAX}(?:,{_PAIR_SYNTAX})*)?\}}")
 _ESCAPE = re.compile(r"\\(.)")
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
 # Go's strconv.ParseFloat without hex floats and underscores, which Prometheus refuses.
@@ -234,9 +244,16 @@ class _Parser:
     def _head_ref(self, head: str, lineno: int) -> int:
         """Index of the series spelled `head + "}"`; raises (sending the line to the slow path) if it is not one."""
         spec = head + "}"
-        pairs, end = self._scan_series(spec, lineno)
-        if end != len(spec):
-            raise _Slow
+        if _PLAIN_SERIES.fullmatch(spec):
+            brace = spec.index("{")
+            found = _PAIR.findall(spec, brace + 1)
+            if "\\" in spec:
+                found = [(name, _unescape(raw)) for name, raw in found]
+            pairs = [("__name__", spec[:brace]), *found]
+        else:
+            pairs, end = self._scan_series(spec, lineno)
+            if end != len(spec):
+                raise _Slow
         ref = self._intern(pairs, lineno)
         self.by_head[head] = ref
         return ref
@@ -249,11 +266,12 @@ class _Parser:
         return ref
 
     def _intern(self, pairs: list[tuple[str, str]], lineno: int) -> int:
-        seen: set[str] = set()
-        for name, _ in pairs:
-            if name in seen:
-                raise TextParseError(lineno, f"duplicate label name {_q(name)}")
-            seen.add(name)
+        if len({name for name, _ in pairs}) != len(pairs):
+            seen: set[str] = set()
+            for name, _ in pairs:
+                if name in seen:
+                    raise TextParseError(lineno, f"duplicate label name {_q(name)}")
+                seen.add(name)
         labels: Labels = tuple(sorted(p for p in pairs if p[1] != ""))
         ref = self.index.get(labels)
         if ref is None:
@@ -534,11 +552,14 @@ def _quoted(s: str, i: int, lname: str, lineno: int) -> tuple[str, int]:
     match = _QUOTED.match(s, i)
     if match is None:
         raise TextParseError(lineno, f"missing closing quote in the value of label {_q(lname)}")
-    raw = match.group(1)
-    if "\\" in raw:
-        # Prometheus unescapes \\, \" and \n only and keeps any other backslash pair as written.
-        raw = _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), raw)
-    return raw, match.end()
+    return _unescape(match.group(1)), match.end()
+
+
+def _unescape(raw: str) -> str:
+    """Prometheus unescapes \\\\, \\" and \\n only and keeps any other backslash pair as written."""
+    if "\\" not in raw:
+        return raw
+    return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), raw)
 
 
 def _no_equals(s: str, start: int, lname: str, lineno: int) -> TextParseError:
@@ -594,7 +615,7 @@ def _text_ts(token: str, lineno: int) -> int:
             return ms
         raise TextParseError(lineno, f"timestamp {token} out of range")
     hint = ""
-    if _DECIMAL.fullmatch(token):
+    if _DECIMAL.fullmatch(token) and any(c in token for c in ".eE"):
         hint = " (the text format wants integer milliseconds)"
     raise TextParseError(lineno, f"invalid timestamp {_q(token)}{hint}")
 

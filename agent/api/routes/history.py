@@ -20,6 +20,7 @@ from agent.api.routes import ROUTES
 from agent.api.routing import QueryModel, parse_query, read_body
 from agent.api.services import Services, services
 from agent.promql.values import Labels, PromQLError, Sample, Scalar
+from agent.tsdb.db import TSDBError
 from agent.tsdb.textparse import TextParseError, parse
 
 PERIODS = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
@@ -44,7 +45,10 @@ async def import_samples(request: web.Request) -> web.Response:
         batch = await asyncio.to_thread(parse, body, content_type, now_ms)
     except TextParseError as exc:
         raise ApiError(400, str(exc), {"line": exc.line}) from None
-    stored = await svc.tsdb.import_batch(batch.series, batch.refs, batch.ts, batch.values)
+    try:
+        stored = await svc.tsdb.import_batch(batch.series, batch.refs, batch.ts, batch.values)
+    except TSDBError as exc:
+        raise ApiError(400, f"nothing stored: {exc}", {"limit": "history.max_series"}) from None
     return ok({"samples": stored, "series": len(batch.series)})
 
 

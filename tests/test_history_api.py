@@ -96,6 +96,10 @@ def test_bad_line_rejects_the_whole_request(agent: Vigil) -> None:
     assert "line 1" in error_of(agent.post("/api/v1/import", raw=bad_utf8, headers=TEXT), 400)
     empty = agent.post("/api/v1/import", raw=b"", headers=TEXT)
     error_of(empty, 400)
+    future = int(time.time() + 86400) * 1000
+    body = f"imp_atomic 1 {base * 1000}\nimp_future 1 {future}\n".encode()
+    assert "imp_future" in error_of(agent.post("/api/v1/import", raw=body, headers=TEXT), 400)
+    assert vector(agent, "count_over_time(imp_atomic[1h])", base + 30) == {}
 
 
 def test_collected_and_self_metrics_are_recorded(agent: Vigil) -> None:

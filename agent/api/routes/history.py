@@ -26,6 +26,7 @@ from agent.tsdb.textparse import TextParseError, parse
 PERIODS = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 RESOLUTIONS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 MAX_VIEW_POINTS = 1500
+MAX_FUTURE_MS = 10 * 60_000  # imported samples may be ahead of our clock by this much (clock skew), no more
 
 
 @ROUTES.route("POST", "/api/v1/import", summary="Import samples (Prometheus text or OpenMetrics) into the history",
@@ -45,6 +46,13 @@ async def import_samples(request: web.Request) -> web.Response:
         batch = await asyncio.to_thread(parse, body, content_type, now_ms)
     except TextParseError as exc:
         raise ApiError(400, str(exc), {"line": exc.line}) from None
+    too_late = now_ms + MAX_FUTURE_MS
+    if batch.ts and max(batch.ts) > too_late:
+        i = next(i for i, t in enumerate(batch.ts) if t > too_late)
+        name = dict(batch.series[batch.refs[i]]).get("__name__", "")
+        raise ApiError(400, f"nothing stored: sample {i + 1} ({name}) has timestamp {iso(batch.ts[i] / 1000)}, "
+                       f"more than {MAX_FUTURE_MS // 60000} minutes ahead of this host's clock",
+                       {"sample": i + 1, "series": name})
     try:
         stored = await svc.tsdb.import_batch(batch.series, batch.refs, batch.ts, batch.values)
     except TSDBError as exc:

@@ -18,12 +18,14 @@ import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import sub
 from typing import Any
 
 from agent.promql import ast as A
 from agent.promql.aggregation import Aggregator
 from agent.promql.binary import VectorMatcher, scalar_binop, vector_scalar_binop
 from agent.promql.functions import FUNCTIONS_IMPL
+from agent.promql.functions_range import BULK_RANGE_FUNCTIONS, BulkImpl
 from agent.promql.parser import parse
 from agent.promql.values import (
     CallContext,
@@ -506,6 +508,9 @@ class _Evaluator:
             (rs, [bisect_left(rs.ts, end - rng) for end in ends], [bisect_right(rs.ts, end) for end in ends])
             for rs in series
         ]
+        bulk = BULK_RANGE_FUNCTIONS.get(name)
+        if bulk is not None and tracker is not None and not tracker.active:
+            return self._bulk_range(bulk, bounds, ends, rng)
         out: StepVectors = []
         for i, t in enumerate(steps):
             if not i & 127:
@@ -539,6 +544,26 @@ class _Evaluator:
             out.append(result)
         if tracker is not None:
             tracker.finish()
+        return out
+
+    def _bulk_range(self, bulk: BulkImpl, bounds: list[tuple[_RangeSeries, list[int], list[int]]],
+                    ends: list[int], rng: int) -> StepVectors:
+        """A name-dropping range function whose series cannot collide: each series over all steps in
+        one call, then the per-step vectors are assembled (same results as the per-step path)."""
+        q = self.q
+        steps = self.steps
+        most = max(map(sum, zip(*[map(sub, his, los) for _, los, his in bounds], strict=True)), default=0)
+        if q.samples + most > q.max_samples:
+            raise QueryLimitError(TOO_MANY_SAMPLES)
+        out: StepVectors = [[] for _ in steps]
+        for n, (rs, los, his) in enumerate(bounds):
+            if not n & 63:
+                q.check_deadline()
+            labels = drop_name(rs.labels)
+            window = Window(rs.labels, rs.ts, rs.values, 0, 0, rs.source, rs.cache)
+            for vec, t, value in zip(out, steps, bulk(window, los, his, ends, rng), strict=True):
+                if value is not None:
+                    vec.append(Sample(labels, t, value))
         return out
 
     # --- operators ---
@@ -623,6 +648,7 @@ class _DuplicateTracker:
         self._keys = [rs.labels if keep_name else drop_name(rs.labels) for rs in series]
         self._by_labels = {id(rs.labels): i for i, rs in enumerate(series)}
         self._active = len(set(self._keys)) != len(self._keys)
+        self.active = self._active
         self._produced: set[int] = set()
 
     def step(self, windows: list[Window], result: Vector) -> None:

@@ -40,6 +40,10 @@ from agent.promql.values import CallContext, Sample, Vector, Window
 
 _EXACT_MAX = 32
 
+# One series over every step of a range query at once (window bounds precomputed by the engine):
+# the same arithmetic as the per-step function, without a Window and a call per step.
+BulkImpl = Callable[[Window, Sequence[int], Sequence[int], Sequence[int], int], list[float | None]]
+
 Aggregate = Callable[[Window], float | None]
 
 
@@ -99,7 +103,12 @@ def _may_reset(window: Window, lo: int, hi: int) -> bool:
 
 
 def _extrapolated_rate(window: Window, ctx: CallContext, is_counter: bool, is_rate: bool) -> float | None:
-    lo, hi = window.lo, window.hi
+    return _rate_at(window, window.lo, window.hi, ctx.t, ctx.range, is_counter, is_rate)
+
+
+def _rate_at(window: Window, lo: int, hi: int, range_end: int, range_ms: int, is_counter: bool,
+             is_rate: bool) -> float | None:
+    """Prometheus 2.42's extrapolatedRate over samples [lo, hi) of the window's series."""
     if hi - lo < 2:
         return None
     vals = window.values
@@ -111,8 +120,7 @@ def _extrapolated_rate(window: Window, ctx: CallContext, is_counter: bool, is_ra
         # Each counter reset adds the value before it, in order (resets are rare: the loop is short).
         for before_reset in compress(window_values, map(gt, window_values, window_values[1:])):
             result += before_reset
-    range_end = ctx.t
-    range_start = range_end - ctx.range
+    range_start = range_end - range_ms
     first_t = ts[lo]
     last_t = ts[hi - 1]
     duration_to_start = (first_t - range_start) / 1000
@@ -130,8 +138,19 @@ def _extrapolated_rate(window: Window, ctx: CallContext, is_counter: bool, is_ra
     extrapolate_to += duration_to_end if duration_to_end < threshold else average_between / 2
     factor = go_div(extrapolate_to, sampled_interval)
     if is_rate:
-        factor /= _range_seconds(ctx.range)
+        factor /= _range_seconds(range_ms)
     return result * factor
+
+
+def _bulk_rate(is_counter: bool, is_rate: bool) -> BulkImpl:
+    def bulk(window: Window, los: Sequence[int], his: Sequence[int], ends: Sequence[int],
+             range_ms: int) -> list[float | None]:
+        return [
+            _rate_at(window, lo, hi, end, range_ms, is_counter, is_rate)
+            for lo, hi, end in zip(los, his, ends, strict=True)
+        ]
+
+    return bulk
 
 
 def _rate_function(is_counter: bool, is_rate: bool) -> Callable[[list[Any], CallContext], Vector]:
@@ -512,4 +531,12 @@ RANGE_FUNCTIONS: dict[str, Callable[[list[Any], CallContext], Any]] = {
     "quantile_over_time": func_quantile_over_time,
     "last_over_time": func_last_over_time,
     "absent_over_time": func_absent_over_time,
+}
+
+
+# Functions that drop the metric name and compute each series' value from its own window alone.
+BULK_RANGE_FUNCTIONS: dict[str, BulkImpl] = {
+    "rate": _bulk_rate(is_counter=True, is_rate=True),
+    "increase": _bulk_rate(is_counter=True, is_rate=False),
+    "delta": _bulk_rate(is_counter=False, is_rate=False),
 }

@@ -110,9 +110,12 @@ class QueryLimitError(PromQLError):
 def format_sample_value(value: float) -> str:
     """A vector or matrix sample value as Prometheus's JSON writes it (jsoniter): plain decimals,
     except below 1e-6 and from 1e21 on, where Go's shortest exponent form is used ("1e+25")."""
+    text = repr(value)
+    if "e" not in text and "n" not in text:  # the common case: plain decimals (no exponent, inf, nan)
+        return text[:-2] if text.endswith(".0") else text
     magnitude = abs(value)
     if magnitude != 0 and math.isfinite(value) and (magnitude < 1e-6 or magnitude >= 1e21):
-        return repr(value)  # Python's shortest repr spells exponents as Go does: 9.9e-07, 1e+25
+        return text  # Python's shortest repr spells exponents as Go does: 9.9e-07, 1e+25
     return format_value(value)
 
 

@@ -24,7 +24,6 @@ from agent.promql.values import Labels, SeriesData
 from agent.tsdb import sql
 from agent.tsdb.encoding import decode_chunk
 from agent.tsdb.head import merge_points
-from agent.tsdb.rollup import Rollup
 
 if TYPE_CHECKING:
     from agent.tsdb.db import TSDB
@@ -129,8 +128,21 @@ class HeadView:
     h1_min: int
 
 
-def _slice_points(ts: array, lo: int, hi: int) -> tuple[int, int]:
-    return bisect_left(ts, lo), bisect_right(ts, hi)
+_Piece = tuple[array, list[array], int, int]
+
+
+def _concat(pieces: list[_Piece], ncols: int) -> tuple[array, list[array]]:
+    """One copy of the pieces' points, in order (they come sorted and do not overlap)."""
+    if len(pieces) == 1:
+        ts, columns, i, j = pieces[0]
+        return ts[i:j], [col[i:j] for col in columns]
+    out_t, out_cols = array("q"), [array("d") for _ in range(ncols)]
+    for ts, columns, i, j in pieces:
+        lo, hi = 8 * i, 8 * j  # byte offsets: int64 and float64 items alike
+        out_t.frombytes(memoryview(ts).cast("B")[lo:hi])
+        for out, col in zip(out_cols, columns, strict=True):
+            out.frombytes(memoryview(col).cast("B")[lo:hi])
+    return out_t, out_cols
 
 
 class Querier:
@@ -150,70 +162,44 @@ class Querier:
         raw_lo = max(mint, view.raw_min)
         m1_lo, m1_hi = max(mint, view.m1_min), min(maxt, view.raw_min - 1)
         h1_lo, h1_hi = max(mint, view.h1_min), min(maxt, min(view.raw_min, view.m1_min) - 1)
-        h1 = self._rollups(TIER_1H, sids, h1_lo, h1_hi)
-        m1 = self._rollups(TIER_1M, sids, m1_lo, m1_hi)
-        raw = self._raw(sids, raw_lo, maxt)
+        pieces: dict[int, list[_Piece]] = {}
+        self._collect(pieces, TIER_1H, sids, h1_lo, h1_hi)
+        self._collect(pieces, TIER_1M, sids, m1_lo, m1_hi)
+        rollups = {sid: _concat(parts, 5) for sid, parts in pieces.items()}
+        pieces = {}
+        self._collect(pieces, TIER_RAW, sids, raw_lo, maxt)
         out = []
         for sid in sids:
-            raw_t, raw_v = raw.get(sid, (array("q"), array("d")))
+            raw_t, (raw_v,) = _concat(pieces.get(sid, []), 1)
             head = view.head.get(sid)
             if head is not None:
                 raw_t, raw_v = merge_points(raw_t, raw_v, *head)
-            older = [part for part in (h1.get(sid), m1.get(sid)) if part is not None and len(part)]
-            if not older:
+            rolled = rollups.get(sid)
+            if rolled is None:
                 if len(raw_t):
                     out.append(SeriesData(view.labels[sid], raw_t, raw_v))
                 continue
-            rolled = older[0] if len(older) == 1 else older[0] + older[1]
-            ones = array("d", [1.0]) * len(raw_v)
-            out.append(
-                SeriesData(
-                    view.labels[sid],
-                    rolled.ts + raw_t,
-                    rolled.last + raw_v,
-                    count=rolled.count + ones,
-                    sum=rolled.sum + raw_v,
-                    min=rolled.min + raw_v,
-                    max=rolled.max + raw_v,
-                )
-            )
+            ts, (last, low, high, total, count) = rolled
+            ts += raw_t
+            last += raw_v
+            low += raw_v
+            high += raw_v
+            total += raw_v
+            count += array("d", [1.0]) * len(raw_v)
+            out.append(SeriesData(view.labels[sid], ts, last, count=count, sum=total, min=low, max=high))
         out.sort(key=lambda s: s.labels)
         return out
 
-    def _raw(self, sids: list[int], lo: int, hi: int) -> dict[int, tuple[array, array]]:
+    def _collect(self, pieces: dict[int, list[_Piece]], tier: int, sids: list[int], lo: int, hi: int) -> None:
+        """Append (ts, columns, i, j) per chunk: its points [i, j) lie in [lo, hi]."""
         if lo > hi:
-            return {}
-        parts: dict[int, list[tuple[array, array]]] = {}
-        lo_block = (lo // self._block_ms) * self._block_ms
-        for chunk_id, sid, blob in self._reader.chunks(TIER_RAW, sids, lo_block, hi):
-            ts, (values,) = self._reader.decoded(chunk_id, blob)
-            i, j = _slice_points(ts, lo, hi)
-            if i < j:
-                parts.setdefault(sid, []).append((ts[i:j], values[i:j]))
-        out = {}
-        for sid, pieces in parts.items():
-            if len(pieces) == 1:
-                out[sid] = pieces[0]
-            else:
-                ts, values = array("q"), array("d")
-                for piece_t, piece_v in pieces:
-                    ts += piece_t
-                    values += piece_v
-                out[sid] = (ts, values)
-        return out
-
-    def _rollups(self, tier: int, sids: list[int], lo: int, hi: int) -> dict[int, Rollup]:
-        if lo > hi:
-            return {}
-        block = self._rollup_blocks[tier]
-        out: dict[int, Rollup] = {}
+            return
+        block = self._block_ms if tier == TIER_RAW else self._rollup_blocks[tier]
         for chunk_id, sid, blob in self._reader.chunks(tier, sids, (lo // block) * block, hi):
             ts, columns = self._reader.decoded(chunk_id, blob)
-            i, j = _slice_points(ts, lo, hi)
+            i, j = bisect_left(ts, lo), bisect_right(ts, hi)
             if i < j:
-                piece = Rollup.from_columns(ts, columns).slice(i, j)
-                out[sid] = out[sid] + piece if sid in out else piece
-        return out
+                pieces.setdefault(sid, []).append((ts, columns, i, j))
 
     def label_names(self, matchers: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[str]:
         return sorted(self._tsdb.label_names(matchers, mint, maxt))

@@ -243,3 +243,17 @@ def test_collected_samples_survive_kill9_once_flushed(make_vigil: Callable[..., 
     v.start()
     assert vector(v, "timestamp(node_load1)", seen) == {"{}": seen}
     assert v.stop() == 0
+
+
+def test_pathological_regex_answers_in_linear_time(agent: Vigil) -> None:
+    """`(.*)*x` backtracks exponentially in Python's re; PromQL regexes run on RE2 like Prometheus.
+    With backtracking this request would take hours on a 60-character value (the http timeout fails it)."""
+    base = int(time.time()) - 600
+    body = f'imp_regex{{k="{"a" * 60}"}} 1 {base * 1000}\n'.encode()
+    assert agent.post("/api/v1/import", raw=body, headers=TEXT).status == 200
+    r = agent.get("/api/v1/query?" + urllib.parse.urlencode({"query": 'imp_regex{k=~"(.*)*x"}', "time": base}),
+                  timeout=10)
+    assert r.status == 200 and r.json()["data"]["result"] == []
+    r = agent.get("/api/v1/query?" + urllib.parse.urlencode(
+        {"query": 'label_replace(imp_regex, "y", "$1", "k", "(.*)*x")', "time": base}), timeout=10)
+    assert r.status == 200 and "y" not in r.json()["data"]["result"][0]["metric"]

@@ -20,6 +20,9 @@ import re
 import sys
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
+
+import re2  # type: ignore[import-untyped]
 
 _ASCII_CLASSES = {
     "alnum": "0-9A-Za-z",
@@ -410,14 +413,34 @@ def _complement(ranges: str) -> str:
 
 @dataclass(frozen=True, eq=False)
 class GoRegex:
-    """A compiled Go pattern: the Python pattern and Go's group names (name -> group numbers, in order).
-    Hashed by identity (compilations are cached), so it can key caches."""
+    """A compiled Go pattern and Go's group names (name -> group numbers, in order). Hashed by identity
+    (compilations are cached), so it can key caches.
+
+    Matching runs on RE2 (`linear`), Go's own engine: linear time, so a viewer's `=~"(.*)*x"` cannot
+    hold the interpreter for minutes as Python's backtracking `re` would. The translated Python
+    `pattern` validates exactly as Go does and serves only text RE2 cannot take (lone surrogates).
+    """
 
     pattern: re.Pattern[str]
     names: dict[str, list[int]]
+    linear: Any = None
 
-    def search(self, text: str) -> re.Match[str] | None:
-        return self.pattern.search(text)
+    def search(self, text: str) -> Any:
+        return self._run("search", text)
+
+    def match(self, text: str) -> Any:
+        return self._run("match", text)
+
+    def fullmatch(self, text: str) -> Any:
+        return self._run("fullmatch", text)
+
+    def _run(self, how: str, text: str) -> Any:
+        if self.linear is not None:
+            try:
+                return getattr(self.linear, how)(text)
+            except UnicodeEncodeError:
+                pass
+        return getattr(self.pattern, how)(text)
 
 
 def translate(pattern: str) -> tuple[str, dict[str, list[int]]]:
@@ -427,13 +450,22 @@ def translate(pattern: str) -> tuple[str, dict[str, list[int]]]:
     return translator.run(), translator.names
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported by the translator; keep stderr quiet
+
+
 def compile_go(pattern: str) -> GoRegex:
     """Compile a Go regexp pattern (ValueError when invalid in Go, or unsupported)."""
     text, names = translate(pattern)
     try:
-        return GoRegex(re.compile(text), names)
+        python = re.compile(text)
     except re.error as err:
         raise ValueError(str(err)) from err
+    try:
+        linear = re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error:
+        linear = None  # beyond RE2's memory budget: the backtracking engine is all there is
+    return GoRegex(python, names, linear)
 
 
 def _extract(template: str) -> tuple[str, int, str] | None:

@@ -6,18 +6,18 @@ reads as the empty string), so what the engine sees from here is what it would s
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Sequence
 
 from agent.promql.ast import Matcher, MatchType
+from agent.promql.functions_regex import GoRegex
 from agent.promql.parser import compile_matcher_regex
 from agent.promql.values import Labels, PromQLError, SeriesData
 
 _ROLLUP_COLUMNS = ("count", "sum", "min", "max")
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
+def _compile(pattern: str) -> GoRegex:
     try:
         return compile_matcher_regex(pattern)
     except ValueError as exc:

@@ -41,7 +41,7 @@ from agent.promql.ast import (
     VectorMatching,
     VectorSelector,
 )
-from agent.promql.functions_regex import compile_go
+from agent.promql.functions_regex import GoRegex, compile_go
 from agent.promql.lexer import Token
 from agent.promql.values import ParseError
 
@@ -739,14 +739,14 @@ class _Parser:
 
 
 @functools.lru_cache(maxsize=4096)
-def compile_matcher_regex(value: str) -> re.Pattern[str]:
+def compile_matcher_regex(value: str) -> GoRegex:
     """A `=~`/`!~` matcher's regex compiled as Prometheus does (RE2 syntax, anchored `^(?:value)$`).
 
     The pattern must match the whole label value; use `.match()` (or `.fullmatch()`). Raises
     ValueError("error parsing regexp: ...") where Go would not compile it or Vigil cannot translate it.
     """
     try:
-        return compile_go(f"^(?:{value})$").pattern
+        return compile_go(f"^(?:{value})$")
     except ValueError as err:
         message = str(err)
         if not message.startswith("error parsing regexp:"):

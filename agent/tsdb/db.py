@@ -33,9 +33,8 @@ import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
-from itertools import groupby, pairwise
-from operator import itemgetter
+from dataclasses import dataclass, fields, replace
+from itertools import pairwise
 from typing import Any
 
 import aiosqlite
@@ -46,23 +45,20 @@ from agent.promql.values import Labels, Queryable
 from agent.selfmetrics import SelfMetrics
 from agent.store import Store
 from agent.tsdb import sql
-from agent.tsdb.encoding import decode_chunk, encode_chunk
-from agent.tsdb.head import Head, Pending, decode_segment, encode_segment, merge_points, sort_points
+from agent.tsdb.compact import ChunkRow, compaction_rows, day_rollup_rows, floor_to
+from agent.tsdb.head import Head, Pending, decode_segment, encode_segment, sort_points
 from agent.tsdb.index import SeriesIndex
-from agent.tsdb.querier import TIER_1H, TIER_1M, TIER_RAW, ChunkReader, HeadView, Querier
-from agent.tsdb.rollup import BUCKET_1H, BUCKET_1M, Rollup, combine, splice, summarize
+from agent.tsdb.querier import ChunkReader, HeadView, Querier
+from agent.tsdb.rollup import BLOCK_1H_MS, BLOCK_1M_MS, DAY_MS, HOUR_MS, TIER_1H, TIER_1M, TIER_RAW
 
 log = structlog.get_logger("vigil.tsdb")
 
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
-BLOCK_1M_MS = DAY_MS  # one 1m-rollup chunk per series and day
-BLOCK_1H_MS = 30 * DAY_MS  # one 1h-rollup chunk per series and 30 days
 GRACE_MS = 120_000  # a block closes this long after its end: late collector samples still fit
 NO_TIME = -(1 << 62)  # watermark: nothing dropped yet
 LATE_SAMPLES_COMPACT = 500_000  # an import leaving this many samples in closed blocks compacts at once
 
-ChunkRow = tuple[int, int, int, int, int, int, bytes]  # tier, series, block_start, min_t, max_t, points, data
+Segment = tuple[int, int, int, bytes]  # min_t, max_t, samples, data
+_IMPORT_INLINE = 20_000  # bigger import batches are prepared in a worker thread
 
 
 class TSDBError(Exception):
@@ -99,35 +95,6 @@ class _LoadedState:
     spans: list[tuple[int, int, int]]
     segments: list[tuple[int, bytes]]
     tiers: list[tuple[int, int, int, int]]
-
-
-def _floor(t: int, step: int) -> int:
-    return (t // step) * step
-
-
-def _split_blocks(ts: array, values: array, block_ms: int) -> list[tuple[int, array, array]]:
-    """Sorted points cut at block boundaries: (block_start, ts, values) per block."""
-    out = []
-    i, n = 0, len(ts)
-    while i < n:
-        start = _floor(ts[i], block_ms)
-        j = bisect_left(ts, start + block_ms, i)
-        out.append((start, ts[i:j], values[i:j]))
-        i = j
-    return out
-
-
-def _raw_row(sid: int, block: int, ts: array, values: array) -> ChunkRow:
-    return (TIER_RAW, sid, block, ts[0], ts[-1], len(ts), encode_chunk(ts, [values]))
-
-
-def _rollup_row(tier: int, sid: int, block: int, points: Rollup) -> ChunkRow:
-    blob = encode_chunk(points.ts, points.columns(), decimal=False)
-    return (tier, sid, block, points.ts[0], points.ts[-1], len(points), blob)
-
-
-def _decode_rollup(blob: bytes | None) -> Rollup:
-    return Rollup.from_columns(*decode_chunk(blob)) if blob else Rollup()
 
 
 def _labels_json(labels: Labels) -> str:
@@ -182,7 +149,7 @@ class TSDB:
         self._late = 0  # samples imported into closed blocks since the last compaction
         self._last_segment = 0
         self._reader = ChunkReader(db_path, self.options.query_cache_bytes)
-        self._querier = Querier(self, self._reader, block, {TIER_1M: BLOCK_1M_MS, TIER_1H: BLOCK_1H_MS})
+        self._querier = Querier(self, self._reader)
         self._state = "new"
         self._tiers: dict[int, tuple[int, int, int]] = {}  # tier -> (chunks, oldest, bytes)
         self._counts = {
@@ -206,15 +173,21 @@ class TSDB:
         state = await self._store.read(_load)
         meta = state.meta
         if "compacted_until" not in meta:
-            closed = _floor(self._now_ms() - GRACE_MS, self._block)
-            wm = Watermarks(closed, _floor(closed, DAY_MS), NO_TIME, NO_TIME, NO_TIME)
+            closed = floor_to(self._now_ms() - GRACE_MS, self._block)
+            wm = Watermarks(closed, floor_to(closed, DAY_MS), NO_TIME, NO_TIME, NO_TIME)
+            rows = [*wm.meta(), ("block_ms", self._block)]
 
             async def save(db: aiosqlite.Connection) -> None:
-                await db.executemany(sql.SAVE_META, wm.meta())
+                await db.executemany(sql.SAVE_META, rows)
 
             await self._store.write(save)
         else:
-            wm = Watermarks(**{k: meta[k] for k, _ in Watermarks(0, 0, 0, 0, 0).meta()})
+            wm = Watermarks(**{f.name: meta[f.name] for f in fields(Watermarks)})
+            stored_block = meta.get("block_ms", self._block)
+            if stored_block != self._block:
+                # Blocks of two sizes would overlap; the size is fixed when the database is created.
+                log.warning("tsdb_block_size_kept", configured_ms=self._block, stored_ms=stored_block)
+                self._block = stored_block
         with self._lock:
             for sid, text in state.series:
                 self._index.add(_labels_from_json(text), sid)
@@ -234,7 +207,6 @@ class TSDB:
                 self._last_segment = max(self._last_segment, seg_id)
             self._tiers = {tier: (count, oldest, size) for tier, count, oldest, size in state.tiers}
             self._state = "open"
-        self._reader.reopen()
         log.info("tsdb_opened", series=len(self._index), replayed_samples=replayed, segments=len(state.segments))
 
     async def close(self) -> None:
@@ -315,9 +287,8 @@ class TSDB:
             if not len(taken) and not rows:
                 return
             try:
-                seg_id = await self._store.write(
-                    lambda db: self._write_segment(db, rows, taken.sids, taken.ts, taken.values)
-                )
+                segment = _segment(taken.sids, taken.ts, taken.values)
+                seg_id = await self._store.write(lambda db: self._write_segment(db, rows, segment))
             except BaseException:
                 with self._lock:
                     self._pending.put_back(taken)
@@ -329,14 +300,14 @@ class TSDB:
             self._durations["last_flush_seconds"] = time.perf_counter() - started
 
     async def _write_segment(
-        self, db: aiosqlite.Connection, rows: list[tuple[int, str]], sids: array, ts: array, values: array
+        self, db: aiosqlite.Connection, rows: list[tuple[int, str]], segment: Segment | None
     ) -> int:
+        """Series rows and one head segment; returns the segment's id (0: none written)."""
         if rows:
             await db.executemany(sql.SAVE_SERIES, rows)
-        if not len(ts):
+        if segment is None:
             return 0
-        blob = encode_segment(sids, ts, values)
-        cursor = await db.execute(sql.SAVE_SEGMENT, (min(ts), max(ts), len(ts), blob))
+        cursor = await db.execute(sql.SAVE_SEGMENT, segment)
         return cursor.lastrowid or 0
 
     # --- import -----------------------------------------------------------------------------
@@ -359,20 +330,17 @@ class TSDB:
                 sids = self._resolve_series(series)
                 floor_t = min(self._wm.m1_min, self._wm.h1_min)
                 closed = self._accept_from
-            groups, expired = _group_samples(sids, refs, ts, values, floor_t)
+            if n > _IMPORT_INLINE:  # keep the loop responsive: this is a Python pass over every sample
+                prepared = await asyncio.to_thread(_prepare_import, sids, refs, ts, values, floor_t, closed)
+            else:
+                prepared = _prepare_import(sids, refs, ts, values, floor_t, closed)
+            groups, expired, late, segment = prepared
             if not groups:
                 self._counts["samples_expired_total"] += expired
                 return 0
-            seg_sids, seg_ts, seg_values = array("q"), array("q"), array("d")
-            late = 0
-            for sid, (g_ts, g_values) in groups.items():
-                seg_sids += array("q", [sid]) * len(g_ts)
-                seg_ts += g_ts
-                seg_values += g_values
-                late += bisect_left(g_ts, closed)
             with self._lock:
                 rows = self._series_rows()
-            seg_id = await self._store.write(lambda db: self._write_segment(db, rows, seg_sids, seg_ts, seg_values))
+            seg_id = await self._store.write(lambda db: self._write_segment(db, rows, segment))
             with self._lock:
                 for sid, (g_ts, g_values) in groups.items():
                     self._head.extend(sid, g_ts, g_values)
@@ -431,7 +399,7 @@ class TSDB:
         """Write the head's samples of closed blocks to chunks and checkpoint the head segments;
         True if chunks were written."""
         started = time.perf_counter()
-        target = _floor(now - GRACE_MS, self._block)
+        target = floor_to(now - GRACE_MS, self._block)
         with self._lock:
             self._accept_from = max(self._accept_from, target)
             snapshot = self._head.before(target)
@@ -441,14 +409,18 @@ class TSDB:
                 new_wm = replace(self._wm, compacted_until=target)
             else:
                 new_wm = replace(self._wm, compacted_until=max(self._wm.compacted_until, target))
-            wm = self._wm
+            wm = replace(self._wm)
             rows = self._series_rows()
             taken = self._pending.take() if snapshot else Pending()
             remaining = self._head.from_time(target) if snapshot else None
             last_segment = self._last_segment
         try:
-            chunks = await asyncio.to_thread(self._build_compaction, snapshot, wm) if snapshot else []
-            checkpoint = encode_segment(*remaining) if remaining and len(remaining[1]) else None
+            chunks: list[ChunkRow] = []
+            checkpoint = None
+            if snapshot:
+                chunks = await asyncio.to_thread(self._compaction_rows, snapshot, wm)
+            if remaining is not None:
+                checkpoint = await asyncio.to_thread(_segment, *remaining)
 
             async def write(db: aiosqlite.Connection) -> int:
                 if rows:
@@ -456,12 +428,10 @@ class TSDB:
                 if chunks:
                     await db.executemany(sql.SAVE_CHUNK, chunks)
                 seg_id = 0
-                if snapshot:
+                if snapshot:  # the checkpoint replaces every segment the snapshot covers
                     await db.execute(sql.DELETE_SEGMENTS_UPTO, (last_segment,))
-                    if checkpoint is not None and remaining is not None:
-                        r_ts = remaining[1]
-                        cursor = await db.execute(sql.SAVE_SEGMENT, (min(r_ts), max(r_ts), len(r_ts), checkpoint))
-                        seg_id = cursor.lastrowid or 0
+                    if checkpoint is not None:
+                        seg_id = (await db.execute(sql.SAVE_SEGMENT, checkpoint)).lastrowid or 0
                 await db.executemany(sql.SAVE_META, new_wm.meta())
                 return seg_id
 
@@ -482,66 +452,22 @@ class TSDB:
         self._durations["last_compaction_seconds"] = time.perf_counter() - started
         return True
 
-    def _build_compaction(self, snapshot: dict[int, tuple[array, array]], wm: Watermarks) -> list[ChunkRow]:
-        """Chunk rows for the head's closed-block samples (a worker thread; reads via its own
-        connection, which sees every committed write: all writers hold the write lock)."""
-        conn = self._reader.connection()
-        rows: list[ChunkRow] = []
-        for sid, (ts, values) in snapshot.items():
-            # Rollup edits per tier and rollup block: (lo, hi, points) splices the points over
-            # [lo, hi); (None, None, points) merges them bucket by bucket.
-            edits: dict[int, dict[int, list[tuple[int | None, int | None, Rollup]]]] = {TIER_1M: {}, TIER_1H: {}}
-            cut = bisect_left(ts, wm.raw_min)
-            if cut < len(ts):
-                pieces = _split_blocks(ts[cut:], values[cut:], self._block)
-                existing = dict(
-                    conn.execute(sql.SERIES_CHUNKS, (TIER_RAW, sid, pieces[0][0], pieces[-1][0])).fetchall()
-                )
-                for block, b_ts, b_values in pieces:
-                    blob = existing.get(block)
-                    if blob is not None:
-                        old_ts, (old_values,) = decode_chunk(blob)
-                        b_ts, b_values = merge_points(old_ts, old_values, b_ts, b_values)
-                    rows.append(_raw_row(sid, block, b_ts, b_values))
-                    if block < wm.rolled_until:
-                        end = block + self._block
-                        edits[TIER_1M].setdefault(_floor(block, BLOCK_1M_MS), []).append(
-                            (block, end, summarize(b_ts, b_values, BUCKET_1M))
-                        )
-                        edits[TIER_1H].setdefault(_floor(block, BLOCK_1H_MS), []).append(
-                            (block, end, summarize(b_ts, b_values, BUCKET_1H))
-                        )
-            if cut:
-                old_ts, old_values = ts[:cut], values[:cut]
-                for tier, floor_t, block_ms, width in (
-                    (TIER_1M, wm.m1_min, BLOCK_1M_MS, BUCKET_1M),
-                    (TIER_1H, wm.h1_min, BLOCK_1H_MS, BUCKET_1H),
-                ):
-                    keep = bisect_left(old_ts, floor_t)
-                    for block, b_ts, b_values in _split_blocks(old_ts[keep:], old_values[keep:], block_ms):
-                        edits[tier].setdefault(block, []).append((None, None, summarize(b_ts, b_values, width)))
-            for tier, width in ((TIER_1M, BUCKET_1M), (TIER_1H, BUCKET_1H)):
-                by_block = edits[tier]
-                if not by_block:
-                    continue
-                blocks = sorted(by_block)
-                existing = dict(conn.execute(sql.SERIES_CHUNKS, (tier, sid, blocks[0], blocks[-1])).fetchall())
-                for block in blocks:
-                    points = _decode_rollup(existing.get(block))
-                    for lo, hi, fresh in by_block[block]:
-                        points = combine(points, fresh, width) if lo is None or hi is None else splice(
-                            points, fresh, lo, hi
-                        )
-                    if len(points):
-                        rows.append(_rollup_row(tier, sid, block, points))
-        return rows
+    def _compaction_rows(self, snapshot: dict[int, tuple[array, array]], wm: Watermarks) -> list[ChunkRow]:
+        # A worker thread, reading through its own connection: that sees every committed write,
+        # and nothing else writes chunks while the write lock is held.
+        return compaction_rows(
+            self._reader.connection(), snapshot, self._block, wm.raw_min, wm.m1_min, wm.h1_min, wm.rolled_until
+        )
+
+    def _day_rollup_rows(self, day: int) -> list[ChunkRow]:
+        return day_rollup_rows(self._reader.connection(), day)
 
     async def _roll_up(self) -> bool:
         """1m and 1h rollups of every day whose blocks are all compacted; True if any."""
         rolled = False
         while self._wm.rolled_until + DAY_MS <= self._wm.compacted_until:
             day = self._wm.rolled_until
-            chunks = await asyncio.to_thread(self._build_day_rollup, day)
+            chunks = await asyncio.to_thread(self._day_rollup_rows, day)
             new_wm = replace(self._wm, rolled_until=day + DAY_MS)
 
             async def write(db: aiosqlite.Connection, chunks: list[ChunkRow] = chunks, wm: Watermarks = new_wm) -> None:
@@ -556,37 +482,15 @@ class TSDB:
             rolled = True
         return rolled
 
-    def _build_day_rollup(self, day: int) -> list[ChunkRow]:
-        conn = self._reader.connection()
-        raw = conn.execute(sql.BLOCK_CHUNKS, (TIER_RAW, day, day + DAY_MS)).fetchall()
-        h1_block = _floor(day, BLOCK_1H_MS)
-        h1_existing = {
-            sid: blob
-            for sid, _, blob in conn.execute(sql.BLOCK_CHUNKS, (TIER_1H, h1_block, h1_block + 1)).fetchall()
-        }
-        rows: list[ChunkRow] = []
-        for sid, group in groupby(raw, key=itemgetter(0)):
-            ts, values = array("q"), array("d")
-            for _, _, blob in group:
-                b_ts, (b_values,) = decode_chunk(blob)
-                ts += b_ts
-                values += b_values
-            if not ts:
-                continue
-            rows.append(_rollup_row(TIER_1M, sid, day, summarize(ts, values, BUCKET_1M)))
-            hourly = splice(_decode_rollup(h1_existing.get(sid)), summarize(ts, values, BUCKET_1H), day, day + DAY_MS)
-            rows.append(_rollup_row(TIER_1H, sid, h1_block, hourly))
-        return rows
-
     async def _retain(self, now: int) -> bool:
         """Drop whole chunks past each tier's horizon; True if anything was dropped."""
         wm = self._wm
         o = self.options
         new_wm = replace(
             wm,
-            raw_min=max(wm.raw_min, min(_floor(now - o.retention_raw_ms, self._block), wm.rolled_until)),
-            m1_min=max(wm.m1_min, min(_floor(now - o.retention_1m_ms, BLOCK_1M_MS), wm.rolled_until)),
-            h1_min=max(wm.h1_min, min(_floor(now - o.retention_1h_ms, BLOCK_1H_MS), wm.rolled_until)),
+            raw_min=max(wm.raw_min, min(floor_to(now - o.retention_raw_ms, self._block), wm.rolled_until)),
+            m1_min=max(wm.m1_min, min(floor_to(now - o.retention_1m_ms, BLOCK_1M_MS), wm.rolled_until)),
+            h1_min=max(wm.h1_min, min(floor_to(now - o.retention_1h_ms, BLOCK_1H_MS), wm.rolled_until)),
         )
         if new_wm == wm:
             return False
@@ -657,7 +561,7 @@ class TSDB:
                 points = self._head.range(sid, max(mint, wm.raw_min), maxt)
                 if points is not None:
                     head[sid] = points
-            return HeadView(labels, head, wm.raw_min, wm.m1_min, wm.h1_min)
+            return HeadView(labels, head, wm.raw_min, wm.m1_min, wm.h1_min, self._block)
 
     def _matching(self, matcher_sets: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[int]:
         if matcher_sets:
@@ -710,12 +614,41 @@ class TSDB:
             os.path.getsize(p) for p in (self._db_path, self._db_path + "-wal") if os.path.exists(p)
         )
         out["query_cache_bytes"] = self._reader.cache_bytes
+        out["query_cache_hits_total"] = self._reader.cache_hits
+        out["query_cache_misses_total"] = self._reader.cache_misses
         out.update(self._counts)
         out.update(self._durations)
         return out
 
+    def clear_query_cache(self) -> None:
+        """Forget decoded chunks (benchmarks measure cold reads with it)."""
+        self._reader.clear_cache()
+
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def _segment(sids: array, ts: array, values: array) -> Segment | None:
+    """A head segment row (min_t, max_t, samples, blob), or None for no samples."""
+    if not len(ts):
+        return None
+    return (min(ts), max(ts), len(ts), encode_segment(sids, ts, values))
+
+
+def _prepare_import(
+    sids: list[int], refs: Sequence[int], ts: Sequence[int], values: Sequence[float], floor_t: int, closed: int
+) -> tuple[dict[int, tuple[array, array]], int, int, Segment | None]:
+    """The batch grouped per series, samples past every retention dropped, the count of samples
+    in closed blocks, and the head segment to write."""
+    groups, expired = _group_samples(sids, refs, ts, values, floor_t)
+    seg_sids, seg_ts, seg_values = array("q"), array("q"), array("d")
+    late = 0
+    for sid, (g_ts, g_values) in groups.items():
+        seg_sids += array("q", [sid]) * len(g_ts)
+        seg_ts += g_ts
+        seg_values += g_values
+        late += bisect_left(g_ts, closed)
+    return groups, expired, late, _segment(seg_sids, seg_ts, seg_values)
 
 
 def _group_samples(

@@ -1,29 +1,31 @@
 """Chunk codec: one time column and N float columns in one compressed blob, bit-exact.
 
-Bit-level Gorilla decodes at several µs per sample in pure Python, so each column is turned into
-fixed-width integer lanes that the stdlib processes a whole array at a time: big ints as lane
-vectors (shift-and-add prefix sums, zigzag, bias tricks), extended-slice assignment for the byte
-shuffle (byte k of every lane together: slowly changing values leave long runs of equal bytes),
-and raw deflate for the rest. A plane holding one repeated byte is stored as that byte.
+Bit-level Gorilla decodes at several µs per sample in pure Python, so columns become arrays of
+fixed-width lanes that the stdlib handles a whole array at a time: the byte shuffle (byte k of
+every lane together, so slowly changing values leave runs of equal bytes) is extended-slice
+assignment, a plane holding one repeated byte is stored as that byte, and raw deflate does the
+rest. Timestamps are the first value plus strictly positive deltas (REGULAR when all deltas are
+equal), summed back with big ints used as lane vectors (log2(n) shift-and-adds, ~20 ns a value).
 
-Per float column the encoder keeps the smallest of:
+Per float column the encoder keeps the smaller of:
 - CONST: every value has the same bits (constant gauges, idle counters, rollup counts).
-- PLAIN: the IEEE bits as they are (any value; the fastest to decode, a few ns per value).
+- PLAIN: the IEEE bits as they are (any value; decoding is deflate and memcpy, a few ns a value).
 - DEC: every value is m / 10**k exactly for an integer m (k = 0..6), stored as m[0] plus zigzag
-  deltas. Tick, byte and packet counters and 2-decimal gauges shrink several-fold; decoding costs
-  one float division per value (~0.1 µs). `decimal=False` leaves it out for data read in bulk.
-XOR-with-previous (Gorilla's idea) was measured too: after the shuffle and deflate it was within a
-few % of PLAIN on every kind of series while costing a log2(n)-step prefix XOR to decode.
-Timestamps are the first value plus strictly positive deltas (REGULAR when all deltas are equal).
+  deltas. Tick, byte and packet counters and 2-decimal gauges shrink 2-4x; decoding costs a
+  Python pass with one division per value (~0.1 µs). `decimal=False` leaves it out (rollups,
+  which are read a month at a time).
+Measured and left out: XOR with the previous value (Gorilla's idea) came within a few % of PLAIN
+after shuffle + deflate while needing a log2(n)-step prefix XOR to decode; converting DEC back to
+floats with big-int fixed-point arithmetic was slower than the per-value division.
 """
 
 from __future__ import annotations
 
-import itertools
 import struct
 import zlib
 from array import array
 from collections.abc import Sequence
+from itertools import accumulate, pairwise
 
 FORMAT = 1
 
@@ -39,7 +41,7 @@ _PLANE_FILL = 1
 
 _MAX_DECIMALS = 6
 _DEC_SCALES = [float(10**k) for k in range(_MAX_DECIMALS + 1)]
-_DEC_LIMIT = 1 << 53  # |m| below this: float(m) is exact and deltas fit in 64-bit lanes
+_DEC_LIMIT = 1 << 53  # |m| below this: float(m) is exact and zigzag deltas fit in 64-bit lanes
 _SIGN64 = 1 << 63
 _LEVEL = 6
 _CHOOSE_LEVEL = 1
@@ -96,8 +98,8 @@ def _ones(n: int, width: int = 8) -> int:
 
 
 def _prefix_sum(x: int, n: int, width: int) -> int:
-    """Running sums of the lanes, exact when every running sum fits a lane (no carry crosses into
-    the next one; for signed lanes the value is read back with a bias, see `_decode_dec`)."""
+    """Running sums of non-negative lanes, exact when every running sum fits a lane (then no
+    carry crosses into the next lane; the junk shifted past lane n is masked off)."""
     shift, bits = 8 * width, 8 * width * n
     while shift < bits:
         x += x << shift
@@ -169,7 +171,7 @@ def _lane_width(limit: int) -> int:
 
 def _encode_ts(out: bytearray, ts: Sequence[int]) -> None:
     first = ts[0]
-    deltas = [b - a for a, b in itertools.pairwise(ts)]
+    deltas = [b - a for a, b in pairwise(ts)]
     if deltas and min(deltas) <= 0:
         raise ValueError("timestamps must be strictly increasing")
     regular = not deltas or min(deltas) == max(deltas)
@@ -227,7 +229,7 @@ def _decimal_ints(values: array) -> tuple[int, list[int]] | None:
 
 def _encode_dec(out: bytearray, k: int, ms: list[int]) -> None:
     first = ms[0]
-    zz = [_zigzag(b - a) for a, b in itertools.pairwise(ms)]
+    zz = [_zigzag(b - a) for a, b in pairwise(ms)]
     span = max(abs(m - first) for m in ms)
     width = 4 if span < 1 << 31 and (not zz or max(zz) < 1 << 32) else 8
     out.append(COL_DEC)
@@ -247,21 +249,13 @@ def _decode_dec(buf: bytes, pos: int, n: int) -> tuple[array, int]:
     if width not in (4, 8):
         raise ChunkError(f"bad lane width {width}")
     lanes, pos = _unshuffle(buf, pos + 1, n - 1, width)
-    bits = 8 * width
-    ones = _ones(n, width)
-    z = int.from_bytes(lanes, "little") << bits  # lane 0 = delta 0
-    signs = z & ones
-    # zigzag -> two's complement per lane, then the exact value sum(d_i * 2**(bits * i)).
-    lane_max = (1 << bits) - 1
-    d = ((z >> 1) & ((lane_max >> 1) * ones)) ^ (signs * lane_max)
-    running = _prefix_sum(d - (signs << bits), n, width)
-    half = 1 << (bits - 1)
-    # Lanes now hold (m_i - m_0) + half, each in [0, 2**bits): see `_int64s` for why that is exact.
-    offsets = (running + half * ones) & ((1 << (bits * n)) - 1)
-    wide = int.from_bytes(_widen(offsets.to_bytes(width * n, "little"), n, width), "little")
-    ms = _int64s(wide, n, first - half)
+    zigzags = array("I" if width == 4 else "Q")
+    zigzags.frombytes(lanes)
+    # Measured: per-value Python here beats big-int lane tricks, since each value needs its own
+    # float division anyway (an int -> double conversion has no bulk form in the stdlib).
+    ms = accumulate([(z >> 1) ^ -(z & 1) for z in zigzags], initial=first)
     if k == 0:
-        return array("d", map(float, ms)), pos
+        return array("d", ms), pos  # exact: |m| < 2**53
     scale = _DEC_SCALES[k]
     return array("d", [m / scale for m in ms]), pos
 

@@ -6,15 +6,15 @@ series while query threads match.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 
 from agent.promql.ast import Matcher, MatchType
+from agent.promql.functions_regex import GoRegex
 from agent.promql.parser import compile_matcher_regex
 from agent.promql.values import Labels, ParseError
 
 
-def compile_regex(pattern: str) -> re.Pattern[str]:
+def compile_regex(pattern: str) -> GoRegex:
     """A Prometheus label regex in RE2 syntax, anchored at both ends, exactly as the parser accepted it."""
     try:
         return compile_matcher_regex(pattern)

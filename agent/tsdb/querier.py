@@ -24,12 +24,15 @@ from agent.promql.values import Labels, SeriesData
 from agent.tsdb import sql
 from agent.tsdb.encoding import decode_chunk
 from agent.tsdb.head import merge_points
+from agent.tsdb.rollup import BLOCK_1H_MS, BLOCK_1M_MS, TIER_1H, TIER_1M, TIER_RAW
 
 if TYPE_CHECKING:
     from agent.tsdb.db import TSDB
 
-TIER_RAW, TIER_1M, TIER_1H = 0, 1, 2
 _MAX_PARAMS = 500
+
+
+_Chunk = tuple[int, array, list[array]]  # series id, timestamps, value columns
 
 
 class ReaderClosed(Exception):
@@ -66,21 +69,48 @@ class ChunkReader:
         self._local.conn = (generation, conn)
         return conn
 
-    def decoded(self, chunk_id: int, blob: bytes) -> tuple[array, list[array]]:
-        """The chunk's arrays; callers slice (copy) them and never modify them."""
+    def read(self, tier: int, sids: Sequence[int], lo_block: int, hi_block: int) -> list[_Chunk]:
+        """(series id, ts, columns) of the series' chunks with block_start in [lo_block, hi_block], by
+        series then time. The arrays may be shared with the cache: callers copy, never modify."""
+        conn = self.connection()
+        rows: list[tuple[int, int]] = []
+        blobs: dict[int, bytes] = {}
+        conn.execute("BEGIN")  # ids and blobs from one snapshot
+        try:
+            for i in range(0, len(sids), _MAX_PARAMS):
+                batch = list(sids[i : i + _MAX_PARAMS])
+                rows += conn.execute(sql.select_chunk_ids(len(batch)), (tier, *batch, lo_block, hi_block)).fetchall()
+            cached = self._cached([chunk_id for chunk_id, _ in rows])
+            missing = [chunk_id for chunk_id, _ in rows if chunk_id not in cached]
+            for i in range(0, len(missing), _MAX_PARAMS):
+                batch = missing[i : i + _MAX_PARAMS]
+                blobs.update(conn.execute(sql.select_chunk_data(len(batch)), batch).fetchall())
+        finally:
+            conn.execute("COMMIT")
+        out = []
+        for chunk_id, sid in rows:
+            hit = cached.get(chunk_id)
+            ts, columns = hit if hit is not None else self._decode(chunk_id, blobs[chunk_id])
+            out.append((sid, ts, columns))
+        return out
+
+    def _cached(self, chunk_ids: list[int]) -> dict[int, tuple[array, list[array]]]:
+        out = {}
         with self._lock:
-            hit = self._cache.get(chunk_id)
-            if hit is not None:
-                self._cache.move_to_end(chunk_id)
-                self.cache_hits += 1
-                return hit
-            self.cache_misses += 1
+            for chunk_id in chunk_ids:
+                hit = self._cache.get(chunk_id)
+                if hit is not None:
+                    self._cache.move_to_end(chunk_id)
+                    out[chunk_id] = hit
+            self.cache_hits += len(out)
+        return out
+
+    def _decode(self, chunk_id: int, blob: bytes) -> tuple[array, list[array]]:
         ts, columns = decode_chunk(blob)
-        if self._cache_limit <= 0:
-            return ts, columns
         size = 8 * len(ts) * (1 + len(columns)) + 200
         with self._lock:
-            if chunk_id not in self._cache:
+            self.cache_misses += 1
+            if self._cache_limit > 0 and chunk_id not in self._cache:
                 self._cache[chunk_id] = (ts, columns)
                 self._cache_bytes += size
                 while self._cache_bytes > self._cache_limit and self._cache:
@@ -88,19 +118,14 @@ class ChunkReader:
                     self._cache_bytes -= 8 * len(old_ts) * (1 + len(old_cols)) + 200
         return ts, columns
 
-    def chunks(self, tier: int, sids: Sequence[int], lo_block: int, hi_block: int) -> list[tuple[int, int, bytes]]:
-        """(chunk id, series id, blob) of the series' chunks with block_start in [lo_block, hi_block],
-        by series then time."""
-        conn = self.connection()
-        out: list[tuple[int, int, bytes]] = []
-        for i in range(0, len(sids), _MAX_PARAMS):
-            batch = list(sids[i : i + _MAX_PARAMS])
-            out.extend(conn.execute(sql.select_chunks(len(batch)), (tier, *batch, lo_block, hi_block)).fetchall())
-        return out
-
     @property
     def cache_bytes(self) -> int:
         return self._cache_bytes
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self._cache_bytes = 0
 
     def close(self) -> None:
         with self._lock:
@@ -112,10 +137,6 @@ class ChunkReader:
         for conn in connections:
             conn.close()
 
-    def reopen(self) -> None:
-        with self._lock:
-            self._closed = False
-
 
 @dataclass(slots=True)
 class HeadView:
@@ -126,77 +147,86 @@ class HeadView:
     raw_min: int
     m1_min: int
     h1_min: int
+    block_ms: int
 
 
-_Piece = tuple[array, list[array], int, int]
+_Piece = tuple[array, list[array], int, int]  # a chunk's arrays and the slice [i, j) of them in range
 
 
-def _concat(pieces: list[_Piece], ncols: int) -> tuple[array, list[array]]:
-    """One copy of the pieces' points, in order (they come sorted and do not overlap)."""
+def _fill(target: array, offset: int, source: array, i: int, j: int) -> None:
+    """target[offset : offset + j - i] = source[i:j], as one memcpy (8-byte items)."""
+    memoryview(target).cast("B")[8 * offset : 8 * (offset + j - i)] = memoryview(source).cast("B")[8 * i : 8 * j]
+
+
+def _concat(pieces: list[_Piece], ncols: int, extra: int = 0) -> tuple[array, list[array]]:
+    """The pieces' points in one set of arrays (they come sorted and do not overlap), with room for
+    `extra` more points at the end."""
+    total = sum(j - i for _, _, i, j in pieces)
+    ts, columns = array("q", [0]) * (total + extra), [array("d", [0.0]) * (total + extra) for _ in range(ncols)]
+    offset = 0
+    for p_ts, p_columns, i, j in pieces:
+        _fill(ts, offset, p_ts, i, j)
+        for column, p_column in zip(columns, p_columns, strict=True):
+            _fill(column, offset, p_column, i, j)
+        offset += j - i
+    return ts, columns
+
+
+def _raw_points(pieces: list[_Piece], head: tuple[array, array] | None) -> tuple[array, array]:
     if len(pieces) == 1:
-        ts, columns, i, j = pieces[0]
-        return ts[i:j], [col[i:j] for col in columns]
-    out_t, out_cols = array("q"), [array("d") for _ in range(ncols)]
-    for ts, columns, i, j in pieces:
-        lo, hi = 8 * i, 8 * j  # byte offsets: int64 and float64 items alike
-        out_t.frombytes(memoryview(ts).cast("B")[lo:hi])
-        for out, col in zip(out_cols, columns, strict=True):
-            out.frombytes(memoryview(col).cast("B")[lo:hi])
-    return out_t, out_cols
+        ts, (values,), i, j = pieces[0]
+        raw_t, raw_v = ts[i:j], values[i:j]
+    else:
+        raw_t, (raw_v,) = _concat(pieces, 1)
+    if head is not None:
+        raw_t, raw_v = merge_points(raw_t, raw_v, *head)
+    return raw_t, raw_v
 
 
 class Querier:
     """`values.Queryable` over a TSDB: head + raw chunks, older ranges from the rollup tiers."""
 
-    def __init__(self, tsdb: TSDB, reader: ChunkReader, block_ms: int, rollup_blocks: dict[int, int]):
+    def __init__(self, tsdb: TSDB, reader: ChunkReader):
         self._tsdb = tsdb
         self._reader = reader
-        self._block_ms = block_ms
-        self._rollup_blocks = rollup_blocks
 
     def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesData]:
         view = self._tsdb.head_view(matchers, mint, maxt)
         if not view.labels:
             return []
         sids = sorted(view.labels)
-        raw_lo = max(mint, view.raw_min)
-        m1_lo, m1_hi = max(mint, view.m1_min), min(maxt, view.raw_min - 1)
-        h1_lo, h1_hi = max(mint, view.h1_min), min(maxt, min(view.raw_min, view.m1_min) - 1)
-        pieces: dict[int, list[_Piece]] = {}
-        self._collect(pieces, TIER_1H, sids, h1_lo, h1_hi)
-        self._collect(pieces, TIER_1M, sids, m1_lo, m1_hi)
-        rollups = {sid: _concat(parts, 5) for sid, parts in pieces.items()}
-        pieces = {}
-        self._collect(pieces, TIER_RAW, sids, raw_lo, maxt)
+        rolled: dict[int, list[_Piece]] = {}
+        h1_hi = min(maxt, min(view.raw_min, view.m1_min) - 1)
+        self._collect(rolled, TIER_1H, BLOCK_1H_MS, sids, max(mint, view.h1_min), h1_hi)
+        self._collect(rolled, TIER_1M, BLOCK_1M_MS, sids, max(mint, view.m1_min), min(maxt, view.raw_min - 1))
+        raw: dict[int, list[_Piece]] = {}
+        self._collect(raw, TIER_RAW, view.block_ms, sids, max(mint, view.raw_min), maxt)
         out = []
         for sid in sids:
-            raw_t, (raw_v,) = _concat(pieces.get(sid, []), 1)
-            head = view.head.get(sid)
-            if head is not None:
-                raw_t, raw_v = merge_points(raw_t, raw_v, *head)
-            rolled = rollups.get(sid)
-            if rolled is None:
+            raw_t, raw_v = _raw_points(raw.get(sid, []), view.head.get(sid))
+            if sid not in rolled:
                 if len(raw_t):
                     out.append(SeriesData(view.labels[sid], raw_t, raw_v))
                 continue
-            ts, (last, low, high, total, count) = rolled
-            ts += raw_t
-            last += raw_v
-            low += raw_v
-            high += raw_v
-            total += raw_v
-            count += array("d", [1.0]) * len(raw_v)
+            # Rollup points first, raw points after them as count 1, sum = min = max = value.
+            ts, columns = _concat(rolled[sid], 5, extra=len(raw_t))
+            start, n = len(ts) - len(raw_t), len(raw_t)
+            _fill(ts, start, raw_t, 0, n)
+            for column in columns[:4]:
+                _fill(column, start, raw_v, 0, n)
+            _fill(columns[4], start, array("d", [1.0]) * n, 0, n)
+            last, low, high, total, count = columns
             out.append(SeriesData(view.labels[sid], ts, last, count=count, sum=total, min=low, max=high))
         out.sort(key=lambda s: s.labels)
         return out
 
-    def _collect(self, pieces: dict[int, list[_Piece]], tier: int, sids: list[int], lo: int, hi: int) -> None:
-        """Append (ts, columns, i, j) per chunk: its points [i, j) lie in [lo, hi]."""
+    def _collect(
+        self, pieces: dict[int, list[_Piece]], tier: int, block: int, sids: list[int], lo: int, hi: int
+    ) -> None:
+        """Append (ts, columns, i, j) per chunk whose points [i, j) lie in [lo, hi]."""
         if lo > hi:
             return
-        block = self._block_ms if tier == TIER_RAW else self._rollup_blocks[tier]
-        for chunk_id, sid, blob in self._reader.chunks(tier, sids, (lo // block) * block, hi):
-            ts, columns = self._reader.decoded(chunk_id, blob)
+        for sid, ts, columns in self._reader.read(tier, sids, (lo // block) * block, hi):
             i, j = bisect_left(ts, lo), bisect_right(ts, hi)
             if i < j:
                 pieces.setdefault(sid, []).append((ts, columns, i, j))

@@ -14,11 +14,18 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import reduce
+from operator import add
 
 from agent.promql.values import is_stale
 
+TIER_RAW, TIER_1M, TIER_1H = 0, 1, 2  # tsdb_chunks.tier
 BUCKET_1M = 60_000
 BUCKET_1H = 3_600_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+BLOCK_1M_MS = DAY_MS  # one 1m-rollup chunk per series and day
+BLOCK_1H_MS = 30 * DAY_MS  # one 1h-rollup chunk per series and 30 days (aligned to the epoch)
 NAN = float("nan")
 
 
@@ -90,7 +97,7 @@ def summarize(ts: array, values: array, width: int) -> Rollup:
     while i < n:
         j = bisect_left(ts, (ts[i] // width + 1) * width, i)
         segment = values[i:j]
-        total = sum(segment, 0.0)
+        total = reduce(add, segment, 0.0)  # left to right like sum_over_time (3.12's sum() compensates)
         if total == total:  # no NaN anywhere, hence no stale marker: C-speed min/max
             lo, hi, count = min(segment), max(segment), j - i
         else:

@@ -31,11 +31,16 @@ BLOCK_CHUNKS = (
 )
 
 
-def select_chunks(count: int) -> str:
-    """Chunks of `count` series (ids bound after tier) with block_start in [lo, hi]."""
+def select_chunk_ids(count: int) -> str:
+    """Ids of the chunks of `count` series (ids bound after tier) with block_start in [lo, hi]; the
+    index alone answers it, so cached chunks cost no blob reads."""
     marks = ",".join("?" * count)
     return (
-        "SELECT id, series_id, data FROM tsdb_chunks"
+        "SELECT id, series_id FROM tsdb_chunks"
         f" WHERE tier = ? AND series_id IN ({marks}) AND block_start >= ? AND block_start <= ?"
         " ORDER BY series_id, block_start"
     )
+
+
+def select_chunk_data(count: int) -> str:
+    return f"SELECT id, data FROM tsdb_chunks WHERE id IN ({','.join('?' * count)})"

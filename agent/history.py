@@ -129,5 +129,5 @@ class History:
 
     async def close(self) -> None:
         """Last flush, so a clean stop loses no collected sample."""
-        self.queries.close()
+        await self.queries.close()
         await self.tsdb.close()

@@ -257,3 +257,24 @@ def test_pathological_regex_answers_in_linear_time(agent: Vigil) -> None:
     r = agent.get("/api/v1/query?" + urllib.parse.urlencode(
         {"query": 'label_replace(imp_regex, "y", "$1", "k", "(.*)*x")', "time": base}), timeout=10)
     assert r.status == 200 and "y" not in r.json()["data"]["result"][0]["metric"]
+
+
+def test_empty_range_vector_is_still_a_matrix(agent: Vigil) -> None:
+    r = q(agent, "/api/v1/query", query="no_such_metric[5m]", time=time.time())
+    assert r.json()["data"] == {"resultType": "matrix", "result": []}
+
+
+def test_form_posts_as_prometheus_reads_them(agent: Vigil) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    r = agent.request("POST", "/api/v1/query?query=1", raw=b"query=2", headers=form)
+    assert r.json()["data"]["result"][1] == "2", "the body's value comes before the URL's"
+    r = agent.request("POST", "/api/v1/query?query=3", raw=b'{"query": "4"}', headers={"Content-Type": "text/json"})
+    assert r.json()["data"]["result"][1] == "3", "a body that is not a form is ignored"
+    assert "form" in error_of(agent.request("POST", "/api/v1/query", raw=b"query=%ff", headers=form), 400)
+
+
+def test_deeply_nested_query_is_a_clear_error(agent: Vigil) -> None:
+    deep = "+".join(["1"] * 3000)
+    r = agent.request("POST", "/api/v1/query", raw=urllib.parse.urlencode({"query": deep}).encode(),
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert "nested too deeply" in error_of(r, 400)

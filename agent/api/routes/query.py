@@ -7,9 +7,11 @@ or Unix seconds, errors carry Prometheus's errorType (bad_data 400, execution 42
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import time
+import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,16 +22,16 @@ from pydantic import ConfigDict, Field
 from agent import __version__
 from agent.api.errors import ApiError, ok
 from agent.api.routes import ROUTES
-from agent.api.routing import QueryModel
+from agent.api.routing import QueryModel, read_body
 from agent.api.services import services
 from agent.promql.ast import Expr, Matcher
-from agent.promql.parser import matcher_matches_empty, parse, parse_duration, parse_matchers
+from agent.promql.engine import value_type
+from agent.promql.parser import matcher_matches_empty, parse_duration, parse_matchers
 from agent.promql.values import (
     Labels,
     Matrix,
     ParseError,
     PromQLError,
-    Sample,
     Scalar,
     String,
     Value,
@@ -85,17 +87,19 @@ def bad_param(name: str, message: str) -> ApiError:
 
 
 async def params(request: web.Request) -> MultiDictProxy[str] | MultiDict[str]:
-    """URL parameters merged with a form-encoded body, as Go's Request.FormValue sees them."""
-    if request.method != "POST":
+    """Parameters as Go's Request.FormValue sees them: a form-encoded body first, then the URL.
+
+    Bodies of other types are ignored, as Prometheus does; the body is read within
+    api.max_body_bytes even when it comes chunked."""
+    if request.method != "POST" or request.content_type != "application/x-www-form-urlencoded":
         return request.query
-    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
-        raise ApiError(415, f"expected a form-encoded body (application/x-www-form-urlencoded), "
-                       f"got {request.content_type}")
-    merged: MultiDict[str] = MultiDict(request.query)
-    form = await request.post()
-    for key, value in form.items():
-        if isinstance(value, str):
-            merged.add(key, value)
+    body = await read_body(request, services(request).config.config.api.max_body_bytes)
+    try:
+        pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(400, f"error parsing form values: {exc}", error_type="bad_data") from None
+    merged: MultiDict[str] = MultiDict(pairs)
+    merged.extend(request.query.items())
     return merged
 
 
@@ -160,18 +164,27 @@ def metric_json(labels: Labels) -> dict[str, str]:
     return dict(labels)
 
 
-def value_json(value: Value) -> dict[str, Any]:
+def value_json(value: Value, kind: str) -> dict[str, Any]:
+    """`kind` is the expression's type, which an empty result cannot tell (an empty matrix is a matrix)."""
     if isinstance(value, Scalar):
         return {"resultType": "scalar", "result": [ts_json(value.t), format_value(value.v)]}
     if isinstance(value, String):
         return {"resultType": "string", "result": [ts_json(value.t), value.v]}
-    if isinstance(value, list) and value and isinstance(value[0], Sample):
-        return {"resultType": "vector", "result": [
-            {"metric": metric_json(s.labels), "value": [ts_json(s.t), format_sample_value(s.v)]} for s in value
-        ]}
-    if isinstance(value, list) and not value:
-        return {"resultType": "vector", "result": []}
-    return matrix_json(value)  # type: ignore[arg-type]
+    if kind == "matrix":
+        return matrix_json(value)  # type: ignore[arg-type]
+    return {"resultType": "vector", "result": [
+        {"metric": metric_json(s.labels), "value": [ts_json(s.t), format_sample_value(s.v)]}
+        for s in value  # type: ignore[union-attr]
+    ]}
+
+
+def render_value(expr: Expr, value: Value) -> bytes:
+    """The whole answer's JSON, built in the query's worker thread rather than on the event loop."""
+    return json.dumps({"status": "success", "data": value_json(value, value_type(expr))}).encode()
+
+
+def render_matrix(expr: Expr, value: Matrix) -> bytes:
+    return json.dumps({"status": "success", "data": matrix_json(value)}).encode()
 
 
 def matrix_json(matrix: Matrix) -> dict[str, Any]:
@@ -195,15 +208,12 @@ def _points_json(points: list[tuple[int, float]]) -> list[list[int | float | str
     return out
 
 
-def parse_query_param(p: MultiDictProxy[str] | MultiDict[str]) -> Expr:
-    """Parsed on the loop (it takes microseconds) so syntax errors read as Prometheus's do."""
+def query_param(p: MultiDictProxy[str] | MultiDict[str]) -> str:
+    """The expression is parsed in the query's worker: a long one takes a while to parse."""
     query = p.get("query")
     if not query:
         raise bad_param("query", "is required")
-    try:
-        return parse(query)
-    except ParseError as exc:
-        raise bad_param("query", str(exc)) from None
+    return query
 
 
 def query_error(exc: PromQLError) -> ApiError:
@@ -221,19 +231,19 @@ def _timeout_param(p: MultiDictProxy[str] | MultiDict[str]) -> float | None:
 async def _instant(request: web.Request) -> web.Response:
     svc = services(request)
     p = await params(request)
-    query = parse_query_param(p)
+    query = query_param(p)
     t = parse_time("time", p.get("time"), int(time.time() * 1000))
     try:
-        result = await svc.queries.instant(query, t, _timeout_param(p))
+        body = await svc.queries.instant(query, t, _timeout_param(p), render=render_value)
     except PromQLError as exc:
         raise query_error(exc) from None
-    return ok(value_json(result))
+    return web.Response(body=body, content_type="application/json")
 
 
 async def _range(request: web.Request) -> web.Response:
     svc = services(request)
     p = await params(request)
-    query = parse_query_param(p)
+    query = query_param(p)
     for name in ("start", "end"):
         if not p.get(name):
             raise bad_param(name, "is required")
@@ -251,10 +261,10 @@ async def _range(request: web.Request) -> web.Response:
         raise bad_param("step", f"exceeded maximum resolution of {most:,} points per timeseries. "
                         "Try decreasing the query resolution (?step=XX)")
     try:
-        result = await svc.queries.range(query, start, end, step_ms, _timeout_param(p))
+        body = await svc.queries.range(query, start, end, step_ms, _timeout_param(p), render=render_matrix)
     except PromQLError as exc:
         raise query_error(exc) from None
-    return ok(matrix_json(result))
+    return web.Response(body=body, content_type="application/json")
 
 
 @ROUTES.route("GET", "/api/v1/query", summary="PromQL instant query (Prometheus API)", scope="read:metrics",

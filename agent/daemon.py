@@ -198,11 +198,12 @@ class Daemon:
         finally:
             for task in self._tasks:
                 task.cancel()
+            # Each step is guarded: a failure in one must not skip the final flush and the close.
             if self._watcher is not None:
-                await self._watcher.stop()
+                await _logged("watcher_stop_failed", self._watcher.stop())
             scheduler.shutdown()
             if runner is not None:
-                await runner.cleanup()  # stops accepting, then waits for in-flight requests
+                await _logged("api_stop_failed", runner.cleanup())  # stop accepting, finish in-flight requests
             if collectors is not None:
                 collectors.close()
             if history is not None:
@@ -281,6 +282,13 @@ class Daemon:
                 self.notifier.watchdog()
             else:
                 log.error("watchdog_withheld", scheduler_healthy=scheduler.healthy(), loop_lag=self._lag)
+
+
+async def _logged(event: str, step: Coroutine[Any, Any, Any]) -> None:
+    try:
+        await step
+    except Exception:
+        log.exception(event)
 
 
 def settle_garbage_collector() -> None:

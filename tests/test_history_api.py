@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, Response, Vigil, wait_for
 
@@ -278,3 +279,18 @@ def test_deeply_nested_query_is_a_clear_error(agent: Vigil) -> None:
     r = agent.request("POST", "/api/v1/query", raw=urllib.parse.urlencode({"query": deep}).encode(),
                       headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert "nested too deeply" in error_of(r, 400)
+
+
+def test_disabled_collector_series_end_at_once(make_vigil: Callable[..., Vigil]) -> None:
+    """Like a failed scrape in Prometheus: a collector switched off leaves staleness markers, so its
+    series stop answering now rather than after the 5-minute lookback."""
+    v = make_vigil({"collectors": {"interval": "1s"}})
+    v.start()
+    wait_for(lambda: vector(v, "node_load1", time.time()), 20, "node_load1 recorded")
+    v.write_config(yaml.safe_dump({
+        "listen": f"127.0.0.1:{v.port}", "state_dir": str(v.state_dir), "environment": "test",
+        "collectors": {"interval": "1s", "loadavg": {"enabled": False}},
+    }))
+    wait_for(lambda: not vector(v, "node_load1", time.time()), 20, "node_load1 to end")
+    assert vector(v, "node_memory_MemTotal_bytes", time.time())
+    assert v.stop() == 0

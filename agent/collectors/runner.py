@@ -55,7 +55,9 @@ class CollectorRunner:
         self._hooks: list[SnapshotHook] = []
 
     def add_hook(self, hook: SnapshotHook) -> None:
-        """`hook(collector, families, timestamp)` after every successful run (the metrics history)."""
+        """`hook(collector, families, timestamp)` after every run (the metrics history). `families` is
+        empty when the run failed or the collector was disabled: its series end there, as the series
+        of a failed scrape do in Prometheus."""
         self._hooks.append(hook)
 
     def configure(self, config: CollectorsConfig) -> None:
@@ -70,6 +72,7 @@ class CollectorRunner:
                     self.scheduler.remove(job_id)
                     self._collectors.pop(name).close()
                     self.latest.pop(name, None)
+                    self._run_hooks(name, [], time.time())
                     for gauge in (self.metrics.collector_success, self.metrics.collector_duration,
                                   self.metrics.collector_last_success):
                         with contextlib.suppress(KeyError):
@@ -123,11 +126,7 @@ class CollectorRunner:
         self.metrics.collector_duration.labels(result.name).set(result.duration)
         if result.success:
             self.metrics.collector_last_success.labels(result.name).set(result.timestamp)
-            for hook in self._hooks:
-                try:
-                    hook(result.name, result.families, result.timestamp)
-                except Exception:
-                    log.exception("snapshot_hook_failed", collector=result.name)
+        self._run_hooks(result.name, result.families if result.success else [], result.timestamp)
         was_ok = before is None or before.success
         if was_ok and not result.success:
             log.warning("collector_failed", collector=result.name, error=result.error)
@@ -135,6 +134,13 @@ class CollectorRunner:
         elif not was_ok and result.success:
             log.info("collector_recovered", collector=result.name)
             self.bus.publish("collector_recovered", collector=result.name)
+
+    def _run_hooks(self, name: str, families: list[Family], timestamp: float) -> None:
+        for hook in self._hooks:
+            try:
+                hook(name, families, timestamp)
+            except Exception:
+                log.exception("snapshot_hook_failed", collector=name)
 
     def failing(self) -> list[str]:
         return sorted(name for name, r in self.latest.items() if not r.success)

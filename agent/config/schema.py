@@ -215,13 +215,16 @@ class ViewConfig(Section):
     @field_validator("expr")
     @classmethod
     def _parses(cls, value: str) -> str:
-        from agent.promql.parser import parse  # the schema loads before anything else; keep it light
+        from agent.promql.parser import expr_type, parse  # the schema loads first; keep its imports light
         from agent.promql.values import ParseError
 
         try:
-            parse(value)
+            expr = parse(value)
         except ParseError as exc:
             raise ValueError(f"invalid PromQL: {exc}") from None
+        kind = expr_type(expr)
+        if kind not in ("vector", "scalar"):
+            raise ValueError(f"a view must give an instant vector or a scalar, this gives a {kind}")
         return value
 
 
@@ -234,8 +237,9 @@ DEFAULT_VIEWS: dict[str, dict[str, str]] = {
         "description": "memory not available to new processes"},
     "load1": {"expr": "node_load1", "description": "1-minute load average"},
     "disk_usage_percent": {
-        "expr": "100 * (1 - node_filesystem_avail_bytes / node_filesystem_size_bytes)", "unit": "percent",
-        "description": "space used per mountpoint (as df counts it for unprivileged users)"},
+        "expr": "100 * (node_filesystem_size_bytes - node_filesystem_free_bytes) / (node_filesystem_size_bytes"
+                " - node_filesystem_free_bytes + node_filesystem_avail_bytes)", "unit": "percent",
+        "description": "space used per mountpoint, as df's Use% (blocks reserved for root not counted)"},
     "network_receive_bytes_per_second": {
         "expr": "sum by (device) (rate(node_network_receive_bytes_total[5m]))", "unit": "bytes/s",
         "description": "received per interface"},
@@ -264,6 +268,14 @@ class HistoryConfig(Section):
         default_factory=dict,
         description="labels added to every recorded series (e.g. job/instance for node_exporter dashboards)",
     )
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, labels: dict[str, str]) -> dict[str, str]:
+        for name in labels:
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) or name.startswith("__"):
+                raise ValueError(f"{name!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)")
+        return labels
     max_series: int = Field(100_000, ge=100, description="series the history will create; more are refused")
     import_max_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="largest body POST /api/v1/import takes (backfills are big)"

@@ -41,7 +41,7 @@ class _Write:
 
 _STOP = object()
 JOURNAL_SIZE_LIMIT = 8 * 1024 * 1024
-VACUUM_ON_OPEN_MAX_BYTES = 256 * 1024 * 1024
+VACUUM_ON_OPEN_MAX_BYTES = 64 * 1024 * 1024
 
 
 class Store:
@@ -108,12 +108,16 @@ class Store:
         if tables == 0:
             return
         size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
-        if size <= VACUUM_ON_OPEN_MAX_BYTES:
+        hint = "run `sqlite3 vigil.db 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM'` while Vigil is stopped"
+        if size > VACUUM_ON_OPEN_MAX_BYTES:
+            log.warning("store_auto_vacuum_unavailable", bytes=size, hint=hint)
+            return
+        try:  # needs free space for a copy, and no other connection: never a reason not to start
             await db.execute("VACUUM")
-            log.info("store_auto_vacuum_enabled", bytes=size)
+        except sqlite3.Error as exc:
+            log.warning("store_auto_vacuum_failed", bytes=size, error=str(exc), hint=hint)
         else:
-            log.warning("store_auto_vacuum_unavailable", bytes=size,
-                        hint="run `sqlite3 vigil.db 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM'` while Vigil is stopped")
+            log.info("store_auto_vacuum_enabled", bytes=size)
 
     async def reclaim(self, max_pages: int = 2000) -> int:
         """Give up to `max_pages` free pages back to the filesystem; returns the pages freed.
@@ -123,6 +127,9 @@ class Store:
         caller bounds the work per call so other writes never wait long."""
 
         async def vacuum(db: aiosqlite.Connection) -> int:
+            mode = (await (await db.execute("PRAGMA auto_vacuum")).fetchone() or (0,))[0]
+            if mode != 2:  # not incremental (an old large database): the pages stay for reuse
+                return 0
             free = (await (await db.execute("PRAGMA freelist_count")).fetchone() or (0,))[0]
             for _ in range(min(int(free), max_pages)):
                 await db.execute("PRAGMA incremental_vacuum(1)")

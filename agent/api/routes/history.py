@@ -17,6 +17,7 @@ from pydantic import Field
 from agent.api.errors import ApiError, ok
 from agent.api.formats import iso, parse_iso
 from agent.api.routes import ROUTES
+from agent.api.routes.query import prom_error
 from agent.api.routing import QueryModel, parse_query, read_body
 from agent.api.services import Services, services
 from agent.promql.values import Labels, PromQLError, Sample, Scalar
@@ -26,6 +27,7 @@ from agent.tsdb.textparse import TextParseError, parse
 PERIODS = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 RESOLUTIONS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 MAX_VIEW_POINTS = 1500
+LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z
 MAX_FUTURE_MS = 10 * 60_000  # imported samples may be ahead of our clock by this much (clock skew), no more
 
 
@@ -56,7 +58,7 @@ async def import_samples(request: web.Request) -> web.Response:
     try:
         stored = await svc.tsdb.import_batch(batch.series, batch.refs, batch.ts, batch.values)
     except TSDBError as exc:
-        raise ApiError(400, f"nothing stored: {exc}", {"limit": "history.max_series"}) from None
+        raise ApiError(400, f"nothing stored: {exc}") from None
     return ok({"samples": stored, "series": len(batch.series)})
 
 
@@ -70,8 +72,8 @@ class ViewsQuery(QueryModel):
     metrics: str | None = Field(None, description="comma-separated view names (history.views); default all")
 
 
-def time_range(q: ViewsQuery) -> tuple[float, float, int]:
-    """(start, end, step) in seconds; start/end aligned to the step so repeated calls line up."""
+def requested_span(q: ViewsQuery | SummaryQuery) -> tuple[float, float]:
+    """(start, end) in seconds as asked, within the years the API can write (1970 to 9999)."""
     try:
         end = parse_iso(q.end_time) if q.end_time else time.time()
     except ValueError:
@@ -85,8 +87,18 @@ def time_range(q: ViewsQuery) -> tuple[float, float, int]:
             raise _bad("start_time", f"not an ISO 8601 time: {q.start_time!r}") from None
     else:
         start = end - PERIODS[q.period or "24h"]
+    for name, value in (("start_time", start), ("end_time", end)):
+        if not 0 <= value <= LAST_SECOND:
+            raise _bad(name, "must be between 1970 and 9999")
     if start >= end:
         raise _bad("start_time", "must be before end_time")
+    return start, end
+
+
+def time_range(q: ViewsQuery) -> tuple[float, float, int]:
+    """(start, end, step) in seconds. The grid starts at a multiple of the step at or before the
+    requested start, so repeated calls line up; the end stays as asked."""
+    start, end = requested_span(q)
     span = end - start
     if q.resolution:
         step = RESOLUTIONS[q.resolution]
@@ -94,10 +106,10 @@ def time_range(q: ViewsQuery) -> tuple[float, float, int]:
             raise _bad("resolution", f"{q.resolution} over this range gives {int(span // step) + 1} points; "
                        f"at most {MAX_VIEW_POINTS} are returned, choose a coarser resolution")
     else:
-        step = next((s for s in RESOLUTIONS.values() if span / s <= MAX_VIEW_POINTS), 86400)
-    start = math.ceil(start / step) * step
-    end = math.floor(end / step) * step
-    return start, max(end, start), step
+        step = next((s for s in RESOLUTIONS.values() if span / s <= MAX_VIEW_POINTS), 0)
+        if not step:
+            raise _bad("start_time", f"the range is longer than {MAX_VIEW_POINTS} days, the most one answer covers")
+    return math.floor(start / step) * step, end, step
 
 
 def _bad(field: str, message: str) -> ApiError:
@@ -142,8 +154,10 @@ async def metric_views(request: web.Request) -> web.Response:
         try:
             out[name] = await _evaluate_range(svc, views[name].expr, start, end, step)
         except PromQLError as exc:
-            raise ApiError(422, f"view {name}: {exc}", {"view": name, "expr": views[name].expr},
-                           error_type=exc.error_type) from None
+            error = prom_error(exc)
+            error.message = f"view {name}: {exc}"
+            error.details = {"view": name, "expr": views[name].expr}
+            raise error from None
     resolution = next(k for k, v in RESOLUTIONS.items() if v == step)
     return ok({
         "time_range": {"start": iso(start), "end": iso(end)},
@@ -179,8 +193,7 @@ class SummaryQuery(QueryModel):
 async def metrics_summary(request: web.Request) -> web.Response:
     svc = services(request)
     q = parse_query(request, SummaryQuery)
-    start, end, _ = time_range(ViewsQuery(start_time=q.start_time, end_time=q.end_time, period=q.period,
-                                          resolution=None, metrics=None))
+    start, end = requested_span(q)
     views = svc.config.config.history.views
     span = f"{max(int(end - start), 60)}s"
     at = int(end * 1000)
@@ -206,7 +219,7 @@ async def metrics_summary(request: web.Request) -> web.Response:
         mean = await _scalar(svc, f"sum(increase(vigil_http_request_duration_seconds_sum[{span}])) / "
                              f"sum(increase(vigil_http_request_duration_seconds_count[{span}]))", at)
     except PromQLError as exc:
-        raise ApiError(422, str(exc), error_type=exc.error_type) from None
+        raise prom_error(exc) from None
     codes = {dict(s.labels).get("code", ""): s.v for s in by_code}
     errors = {code: round(n) for code, n in sorted(codes.items()) if code[:1] in ("4", "5") and round(n) > 0}
     error_total = sum(errors.values())

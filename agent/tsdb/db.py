@@ -59,6 +59,7 @@ LATE_SAMPLES_COMPACT = 500_000  # an import leaving this many samples in closed 
 
 Segment = tuple[int, int, int, bytes]  # min_t, max_t, samples, data
 _IMPORT_INLINE = 20_000  # bigger import batches are prepared in a worker thread
+_ROLLUP_ROWS_PER_WRITE = 200
 
 
 class TSDBError(Exception):
@@ -469,13 +470,13 @@ class TSDB:
             day = self._wm.rolled_until
             chunks = await asyncio.to_thread(self._day_rollup_rows, day)
             new_wm = replace(self._wm, rolled_until=day + DAY_MS)
-
-            async def write(db: aiosqlite.Connection, chunks: list[ChunkRow] = chunks, wm: Watermarks = new_wm) -> None:
-                if chunks:
-                    await db.executemany(sql.SAVE_CHUNK, chunks)
-                await db.executemany(sql.SAVE_META, wm.meta())
-
-            await self._store.write(write)
+            # Several small transactions rather than one of a few MB: other writers get their turn
+            # in between and SQLite's -wal file stays small. Rewriting the rows after a crash
+            # half-way gives the same chunks again (the 1h splice replaces the day's hours).
+            for start in range(0, len(chunks), _ROLLUP_ROWS_PER_WRITE):
+                part = chunks[start : start + _ROLLUP_ROWS_PER_WRITE]
+                await self._store.write(lambda db, part=part: db.executemany(sql.SAVE_CHUNK, part))
+            await self._store.write(lambda db, wm=new_wm: db.executemany(sql.SAVE_META, wm.meta()))
             with self._lock:
                 self._wm.rolled_until = new_wm.rolled_until
             self._counts["rollups_total"] += 1

@@ -14,12 +14,11 @@ Per float column the encoder keeps the smaller of:
   deltas. Tick, byte and packet counters and 2-decimal gauges shrink 2-4x; decoding costs a
   Python pass with one division per value (~0.1 µs). `decimal=False` leaves it out (rollups,
   which are read a month at a time).
-- XREF: the bits XOR an earlier column of the chunk (one big-int XOR to decode). A rollup's max
-  is its last value wherever a counter only rose, and min = max = last wherever a gauge held
-  still: those lanes become zero and cost next to nothing.
 Measured and left out: XOR with the previous value (Gorilla's idea) came within a few % of PLAIN
 after shuffle + deflate while needing a log2(n)-step prefix XOR to decode; converting DEC back to
-floats with big-int fixed-point arithmetic was slower than the per-value division.
+floats with big-int fixed-point arithmetic was slower than the per-value division; XOR against
+another column of the chunk (a counter's rollup max is its last) gained ~1%, as deflate already
+finds the repeat within its 32 KiB window.
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ TS_DELTA = 1
 COL_CONST = 0
 COL_PLAIN = 1
 COL_DEC = 2
-COL_XREF = 3
 
 _PLANE_DATA = 0
 _PLANE_FILL = 1
@@ -264,33 +262,27 @@ def _decode_dec(buf: bytes, pos: int, n: int) -> tuple[array, int]:
     return array("d", [m / scale for m in ms]), pos
 
 
-def _encode_floats(out: bytearray, values: array, decimal: bool, earlier: list[bytes]) -> None:
-    """Append the column in the mode that compresses smallest; `earlier` holds the bits of the
-    chunk's previous columns (XREF candidates)."""
+def _encode_floats(out: bytearray, values: array, decimal: bool) -> None:
+    """Append the column in the mode that compresses smallest."""
     raw = values.tobytes()
     n = len(values)
     if raw[:8] * n == raw:
         out.append(COL_CONST)
         out += raw[:8]
         return
-    candidates = [bytearray([COL_PLAIN])]
-    _shuffle(candidates[0], raw, 8)
+    plain = bytearray([COL_PLAIN])
+    _shuffle(plain, raw, 8)
     dec = _decimal_ints(values) if decimal else None
     if dec is not None:
-        candidates.append(bytearray())
-        _encode_dec(candidates[-1], *dec)
-    bits = int.from_bytes(raw, "little")
-    for ref, other in enumerate(earlier):
-        xored = (bits ^ int.from_bytes(other, "little")).to_bytes(8 * n, "little")
-        candidates.append(bytearray([COL_XREF, ref]))
-        _shuffle(candidates[-1], xored, 8)
-    if len(candidates) == 1:
-        out += candidates[0]
-        return
-    out += min(candidates, key=lambda c: len(zlib.compress(c, _CHOOSE_LEVEL)))
+        packed = bytearray()
+        _encode_dec(packed, *dec)
+        if len(zlib.compress(packed, _CHOOSE_LEVEL)) < len(zlib.compress(plain, _CHOOSE_LEVEL)):
+            out += packed
+            return
+    out += plain
 
 
-def _decode_floats(buf: bytes, pos: int, n: int, earlier: list[array]) -> tuple[array, int]:
+def _decode_floats(buf: bytes, pos: int, n: int) -> tuple[array, int]:
     mode = buf[pos]
     pos += 1
     col = array("d")
@@ -299,14 +291,6 @@ def _decode_floats(buf: bytes, pos: int, n: int, earlier: list[array]) -> tuple[
         return col, pos + 8
     if mode == COL_DEC:
         return _decode_dec(buf, pos, n)
-    if mode == COL_XREF:
-        ref = buf[pos]
-        if ref >= len(earlier):
-            raise ChunkError(f"bad column reference {ref}")
-        lanes, pos = _unshuffle(buf, pos + 1, n, 8)
-        bits = int.from_bytes(lanes, "little") ^ int.from_bytes(earlier[ref], "little")
-        col.frombytes(bits.to_bytes(8 * n, "little"))
-        return col, pos
     if mode != COL_PLAIN:
         raise ChunkError(f"unknown column mode {mode}")
     lanes, pos = _unshuffle(buf, pos, n, 8)
@@ -332,11 +316,9 @@ def encode_chunk(ts: Sequence[int], columns: Sequence[Sequence[float]], *, decim
     _put_uvarint(body, len(columns))
     if n:
         _encode_ts(body, ts)
-        earlier: list[bytes] = []
         for col in columns:
             floats = col if isinstance(col, array) and col.typecode == "d" else array("d", col)
-            _encode_floats(body, floats, decimal, earlier)
-            earlier.append(floats.tobytes())
+            _encode_floats(body, floats, decimal)
     packer = zlib.compressobj(_LEVEL, zlib.DEFLATED, -15)
     return bytes([FORMAT]) + packer.compress(body) + packer.flush()
 
@@ -354,7 +336,7 @@ def decode_chunk(blob: bytes) -> tuple[array, list[array]]:
         ts, pos = _decode_ts(buf, pos, n)
         columns = []
         for _ in range(ncols):
-            col, pos = _decode_floats(buf, pos, n, columns)
+            col, pos = _decode_floats(buf, pos, n)
             columns.append(col)
     except (zlib.error, IndexError, struct.error, OverflowError) as exc:
         raise ChunkError(f"corrupt chunk: {exc}") from None

@@ -9,28 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from agent.promql.ast import Matcher, MatchType
-from agent.promql.functions_regex import GoRegex
-from agent.promql.parser import compile_matcher_regex
-from agent.promql.values import Labels, ParseError
+from agent.promql.memory import matcher_matches
+from agent.promql.values import Labels
 
-
-def compile_regex(pattern: str) -> GoRegex:
-    """A Prometheus label regex in RE2 syntax, anchored at both ends, exactly as the parser accepted it."""
-    try:
-        return compile_matcher_regex(pattern)
-    except ValueError as exc:
-        raise ParseError(str(exc)) from None
-
-
-def matches(matcher: Matcher, value: str) -> bool:
-    """Whether a label value (\"\" for a missing label) satisfies the matcher."""
-    kind = matcher.type
-    if kind is MatchType.EQL:
-        return value == matcher.value
-    if kind is MatchType.NEQ:
-        return value != matcher.value
-    hit = compile_regex(matcher.value).fullmatch(value) is not None
-    return hit if kind is MatchType.RE else not hit
+# Whether a label value ("" for a missing label) satisfies a matcher: the engine's own rule.
+matches = matcher_matches
 
 
 def normalize(labels: Iterable[tuple[str, str]]) -> Labels:

@@ -1,7 +1,7 @@
 """Metrics history storage (agent/tsdb): codec speed and size, import throughput, bytes per sample
 after a simulated week of node_exporter-like collection, and select() latency. Prints JSON.
 
-    .venv/bin/python benchmarks/tsdb_storage.py [--days 7] [--import-days 2] [--series-scale 1.0]
+    .venv/bin/python benchmarks/tsdb_storage.py [--days 7] [--import-days 2] [--journal-size-limit BYTES]
 
 Everything runs in-process against a real Store on a temporary SQLite file (synchronous=FULL, as
 the daemon opens it); simulated time comes from the TSDB's clock, so a week takes a few minutes.
@@ -367,13 +367,15 @@ async def bench_import(tmp: Path, days: float) -> dict[str, float]:
     return out
 
 
-async def bench_simulation(tmp: Path, days: float) -> dict[str, object]:
+async def bench_simulation(tmp: Path, days: float, journal_size_limit: int | None) -> dict[str, object]:
     rng = random.Random(7)
     collectors = node_like(rng)
     groups = list(collectors.values())
     path = tmp / "sim.db"
     clock = SimClock(START_MS)
     store, tsdb = await open_tsdb(path, clock)
+    if journal_size_limit is not None:  # what the Store would set in its pragmas
+        await store.write(lambda db: db.execute(f"PRAGMA journal_size_limit={journal_size_limit}"))
     steps = int(days * 5760)
     flush_s = maintain_s = append_s = 0.0
     maintain_max = 0.0
@@ -483,7 +485,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         log("queries ...")
         result["queries"] = await bench_queries(tmp)
         log(f"simulation of {args.days} days ...")
-        result["simulation"] = await bench_simulation(tmp, args.days)
+        result["simulation"] = await bench_simulation(tmp, args.days, args.journal_size_limit)
         return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -493,6 +495,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--days", type=float, default=7.0, help="simulated days of collection")
     ap.add_argument("--import-days", type=float, default=2.0, help="days of history for the backfill figure")
+    ap.add_argument("--journal-size-limit", type=int, default=None,
+                    help="set PRAGMA journal_size_limit (bytes) on the store's writer for the simulation")
     args = ap.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2))
     return 0

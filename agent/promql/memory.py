@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from agent.promql.ast import Matcher, MatchType
 from agent.promql.functions_regex import GoRegex
 from agent.promql.parser import compile_matcher_regex
-from agent.promql.values import Labels, PromQLError, SeriesData
+from agent.promql.values import Labels, ParseError, SeriesData
 
 _ROLLUP_COLUMNS = ("count", "sum", "min", "max")
 
@@ -21,7 +21,7 @@ def _compile(pattern: str) -> GoRegex:
     try:
         return compile_matcher_regex(pattern)
     except ValueError as exc:
-        raise PromQLError(str(exc)) from exc
+        raise ParseError(str(exc)) from exc
 
 
 def matcher_matches(matcher: Matcher, value: str) -> bool:

@@ -7,6 +7,7 @@ does the parsing of the expression, so errors read exactly as the API gives them
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import time
@@ -23,7 +24,7 @@ class _Client(Protocol):
 
 
 class UsageError(ValueError):
-    pass
+    """A time the user typed that cannot be read; printed like the API's errors."""
 
 
 def add_commands(sub: Any, add_client: Any) -> None:
@@ -47,10 +48,8 @@ def parse_when(text: str, now: float) -> float:
     match = _RELATIVE.match(text)
     if match:
         return now - float(match.group(1)) * _UNIT[match.group(2)]
-    try:
+    with contextlib.suppress(ValueError):
         return float(text)
-    except ValueError:
-        pass
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

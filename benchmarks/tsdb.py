@@ -75,6 +75,7 @@ from footprint import REPO, BenchError, Target, command_output, find_vigil, free
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(REPO))
+from tests.promql_compat.dataset import fmt_value  # one spelling of values for both servers
 
 STEP_MS = 15_000
 DAY_MS = 86_400_000
@@ -123,15 +124,6 @@ def escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def fmt_value(v: float) -> str:
-    """Shortest text that reads back as the same float (what both parsers must agree on)."""
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    if v == int(v) and abs(v) < 1e15:
-        return str(int(v))
-    return repr(v)
 
 
 def decimals_of(v: float) -> int:

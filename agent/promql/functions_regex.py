@@ -15,6 +15,7 @@ plain groups (Go allows names Python does not, like `1a`, and duplicates); `GoRe
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sys
@@ -436,10 +437,8 @@ class GoRegex:
 
     def _run(self, how: str, text: str) -> Any:
         if self.linear is not None:
-            try:
+            with contextlib.suppress(UnicodeEncodeError):  # lone surrogates: only Python's re takes them
                 return getattr(self.linear, how)(text)
-            except UnicodeEncodeError:
-                pass
         return getattr(self.pattern, how)(text)
 
 

@@ -89,10 +89,12 @@ def _may_reset(window: Window, lo: int, hi: int) -> bool:
     marks = window.cache.get("decreases")
     if marks is None:
         vals = window.values
-        # i is marked when vals[i] < vals[i-1] or vals[i] is NaN (which a pairwise check cannot see).
-        marks = window.cache["decreases"] = [
-            i for i in range(len(vals)) if vals[i] != vals[i] or (i and vals[i] < vals[i - 1])
-        ]
+        # i is marked when vals[i] < vals[i-1] or vals[i] is NaN (which a pairwise check cannot see);
+        # map/compress keep the scan of a day of samples in C.
+        marks = list(compress(range(1, len(vals)), map(lt, vals[1:], vals[:-1])))
+        if any(map(math.isnan, vals)):
+            marks = sorted(set(marks).union(i for i, v in enumerate(vals) if v != v))
+        window.cache["decreases"] = marks
     if not marks:
         return False
     first = bisect_right(marks, lo)  # a decrease at lo itself is against a sample outside the window
@@ -107,8 +109,9 @@ def _extrapolated_rate(window: Window, ctx: CallContext, is_counter: bool, is_ra
 
 
 def _rate_at(window: Window, lo: int, hi: int, range_end: int, range_ms: int, is_counter: bool,
-             is_rate: bool) -> float | None:
-    """Prometheus 2.42's extrapolatedRate over samples [lo, hi) of the window's series."""
+             is_rate: bool, range_s: float | None = None) -> float | None:
+    """Prometheus 2.42's extrapolatedRate over samples [lo, hi) of the window's series (`range_s`:
+    the range in seconds, when the caller has it already)."""
     if hi - lo < 2:
         return None
     vals = window.values
@@ -138,15 +141,16 @@ def _rate_at(window: Window, lo: int, hi: int, range_end: int, range_ms: int, is
     extrapolate_to += duration_to_end if duration_to_end < threshold else average_between / 2
     factor = go_div(extrapolate_to, sampled_interval)
     if is_rate:
-        factor /= _range_seconds(range_ms)
+        factor /= _range_seconds(range_ms) if range_s is None else range_s
     return result * factor
 
 
 def _bulk_rate(is_counter: bool, is_rate: bool) -> BulkImpl:
     def bulk(window: Window, los: Sequence[int], his: Sequence[int], ends: Sequence[int],
              range_ms: int) -> list[float | None]:
+        range_s = _range_seconds(range_ms)
         return [
-            _rate_at(window, lo, hi, end, range_ms, is_counter, is_rate)
+            _rate_at(window, lo, hi, end, range_ms, is_counter, is_rate, range_s)
             for lo, hi, end in zip(los, his, ends, strict=True)
         ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,25 +114,44 @@ def parse_sources(
 def _validation_issues(exc: ValidationError, doc: Located) -> list[ConfigIssue]:
     issues = []
     for err in exc.errors(include_url=False):
-        path = _clean_loc(err["loc"])
-        file, line = doc.where(path)
+        path = _clean_loc(err["loc"], doc.data)
         message = err["msg"].removeprefix("Value error, ")
+        located = _AT.match(message)
+        if located:  # a validator of a list pointing at one entry: "at [3].name: ..."
+            parts = (index or key for index, key in _PATH_PART.findall(located.group(1)))
+            path = (*path, *(int(p) if p.isdigit() else p for p in parts))
+            message = located.group(2)
+        file, line = doc.where(path)
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(path[:-1])
             message = f"unknown key {path[-1]!r}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+        elif err["type"] == "union_tag_invalid":
+            ctx = err.get("ctx") or {}
+            field_name = str(ctx.get("discriminator", "type")).strip("'")
+            message = f"unknown {field_name} {ctx.get('tag')!r} (known: {ctx.get('expected_tags')})"
+            path = (*path, "type")
         elif err["type"] == "missing":
             message = "required key is missing"
         issues.append(ConfigIssue(file or "?", line if line else None, format_path(path), message))
     return issues
 
 
-def _clean_loc(loc: tuple[Any, ...]) -> Path:
-    """Drop pydantic's union/validator tags so the path is the one written in YAML."""
+_AT = re.compile(r"^at ((?:\[\d+\]|\.?[A-Za-z_][A-Za-z0-9_]*)+): (.*)$", re.S)
+_PATH_PART = re.compile(r"\[(\d+)\]|([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _clean_loc(loc: tuple[Any, ...], data: Any) -> Path:
+    """Drop pydantic's union/validator tags so the path is the one written in YAML: a tag is a
+    part that is not a key of the mapping at that point but names its `type` (check types)."""
     out: list[str | int] = []
     for part in loc:
         if isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none")):
             continue
+        if isinstance(data, dict) and isinstance(part, str) and part not in data and data.get("type") == part:
+            continue
         out.append(part)
+        data = data.get(part) if isinstance(data, dict) else (
+            data[part] if isinstance(data, list) and isinstance(part, int) and part < len(data) else None)
     return tuple(out)
 
 

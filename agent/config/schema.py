@@ -7,11 +7,21 @@ so that dumps for the API and logs mask them.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from agent.checks import REGISTRY as CHECK_TYPES
+from agent.checks.base import CheckConfig as CheckConfigBase
 from agent.config.durations import Duration
+from agent.config.section import LabelSet, Pattern, Section
+from agent.units.config import UnitConfig
+
+# One model per check type, told apart by `type` (an unknown type names the known ones).
+CheckUnion = Annotated[
+    Union[tuple(cls.Config for cls in CHECK_TYPES.values())],  # type: ignore[valid-type]  # noqa: UP007
+    Field(discriminator="type"),
+]
 
 # node_exporter's defaults, so the same mounts and devices are reported as by node_exporter.
 NODE_MOUNT_POINTS_EXCLUDE = r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
@@ -20,21 +30,6 @@ NODE_FS_TYPES_EXCLUDE = (
     r"|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$"
 )
 NODE_DISKSTATS_DEVICE_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-def _check_regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
-    return value
-
-
-Pattern = Annotated[str, AfterValidator(_check_regex)]
 
 
 def split_listen(value: str) -> tuple[str, int]:
@@ -264,18 +259,10 @@ class HistoryConfig(Section):
         60.0, gt=0, le=60, description="collected samples are written to disk this often (a crash loses at most this)"
     )
     self_metrics_interval: Duration = Field(15.0, gt=0, description="how often Vigil's own metrics are recorded")
-    labels: dict[str, str] = Field(
+    labels: LabelSet = Field(
         default_factory=dict,
         description="labels added to every recorded series (e.g. job/instance for node_exporter dashboards)",
     )
-
-    @field_validator("labels")
-    @classmethod
-    def _label_names(cls, labels: dict[str, str]) -> dict[str, str]:
-        for name in labels:
-            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) or name.startswith("__"):
-                raise ValueError(f"{name!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)")
-        return labels
     max_series: int = Field(100_000, ge=100, description="series the history will create; more are refused")
     import_max_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="largest body POST /api/v1/import takes (backfills are big)"
@@ -285,6 +272,56 @@ class HistoryConfig(Section):
         default_factory=lambda: {k: ViewConfig(**v) for k, v in DEFAULT_VIEWS.items()},
         description="named PromQL expressions served by GET /api/v1/metrics; replaces the default set when given",
     )
+
+
+class CheckRunnerConfig(Section):
+    """How checks are run and their results kept (agent/checks)."""
+
+    result_retention: Duration = Field(
+        7 * 86400.0, ge=3600, description="every result of every check is kept this long"
+    )
+    state_retention: Duration = Field(
+        400 * 86400.0, ge=86400,
+        description="state changes (uptime, last downtime) and closed incidents are kept this long",
+    )
+    max_output_bytes: int = Field(65536, ge=1024, description="command and body output beyond this is cut")
+    systemctl: str = Field("systemctl", description="systemctl program, for systemd checks, units and restart_unit")
+    flush_interval: Duration = Field(
+        2.0, gt=0, le=60, description="results are written in batches this often (state changes at once)"
+    )
+
+
+def _check_relations(checks: list[CheckConfigBase]) -> None:
+    """Unique names, dependencies that exist and do not loop; errors name the entry (`at [i]...`)."""
+    index: dict[str, int] = {}
+    for i, check in enumerate(checks):
+        if check.name in index:
+            first = index[check.name]
+            raise ValueError(f"at [{i}].name: duplicate check name {check.name!r} (first at checks[{first}])")
+        index[check.name] = i
+    for i, check in enumerate(checks):
+        for j, dep in enumerate(check.depends_on):
+            if dep not in index:
+                raise ValueError(f"at [{i}].depends_on[{j}]: no check named {dep!r}")
+            if dep == check.name:
+                raise ValueError(f"at [{i}].depends_on[{j}]: a check cannot depend on itself")
+    deps = {c.name: c.depends_on for c in checks}
+    for i, check in enumerate(checks):
+        path, seen = [check.name], {check.name}
+        stack = [(check.name, iter(deps[check.name]))]
+        while stack:
+            _node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                stack.pop()
+                path.pop()
+                continue
+            if nxt == check.name:
+                raise ValueError(f"at [{i}].depends_on: dependency loop {' -> '.join([*path, nxt])}")
+            if nxt not in seen:
+                seen.add(nxt)
+                path.append(nxt)
+                stack.append((nxt, iter(deps[nxt])))
 
 
 class ReloadConfig(Section):
@@ -312,6 +349,28 @@ class Config(Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     reload: ReloadConfig = Field(default_factory=ReloadConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
+    checks: list[CheckUnion] = Field(default_factory=list, description="health checks (agent/checks); see checks.d/")
+    check_runner: CheckRunnerConfig = Field(default_factory=CheckRunnerConfig)
+    units: list[UnitConfig] = Field(
+        default_factory=list, description="managed services: the only units the API may start, stop, restart"
+    )
+
+    @field_validator("checks")
+    @classmethod
+    def _checks(cls, checks: list[CheckConfigBase]) -> list[CheckConfigBase]:
+        _check_relations(checks)
+        return checks
+
+    @field_validator("units")
+    @classmethod
+    def _units(cls, units: list[UnitConfig]) -> list[UnitConfig]:
+        seen: dict[str, int] = {}
+        for i, unit in enumerate(units):
+            if unit.name in seen:
+                first = seen[unit.name]
+                raise ValueError(f"at [{i}].name: duplicate unit name {unit.name!r} (first at units[{first}])")
+            seen[unit.name] = i
+        return units
 
     @field_validator("listen")
     @classmethod

@@ -1,0 +1,8 @@
+"""Check types. Importing this package registers all of them (see agent.checks.base)."""
+
+from agent.checks import (  # noqa: F401  (imported for their @register side effect)
+    tcp,
+)
+from agent.checks.base import REGISTRY, Check, CheckConfig, CheckContext, CheckResult, Perfdata, Status
+
+__all__ = ["REGISTRY", "Check", "CheckConfig", "CheckContext", "CheckResult", "Perfdata", "Status"]

@@ -1,0 +1,36 @@
+"""Building blocks of the config schema, importable by the packages that declare their own sections
+(check types keep their settings next to their code) without importing the whole schema."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+Pattern = Annotated[str, AfterValidator(_check_regex)]
+
+
+def check_label_names(labels: dict[str, str]) -> dict[str, str]:
+    for name in labels:
+        if not LABEL_NAME.fullmatch(name) or name.startswith("__"):
+            raise ValueError(f"{name!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)")
+    return labels
+
+
+LabelSet = Annotated[dict[str, str], AfterValidator(check_label_names)]

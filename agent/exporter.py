@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
@@ -41,6 +42,9 @@ class Exporter:
     def __init__(self, runner: CollectorRunner, metrics: SelfMetrics):
         self.runner = runner
         self.metrics = metrics
+        # Series recorded into the history by their own source at their own time (checks), so they
+        # stay out of the self-metrics registry that the history snapshots on its own schedule.
+        self.live = CollectorRegistry(auto_describe=False)
         self._snapshot = SnapshotCollector(runner)
         self._cache: dict[str, tuple[int, bytes]] = {}
 
@@ -55,5 +59,8 @@ class Exporter:
             cached = (version, host)
             self._cache = {k: v for k, v in self._cache.items() if v[0] == version}
             self._cache[content_type] = cached
+        live = encoder(self.live)
+        if live.endswith(b"# EOF\n"):
+            live = live[: -len(b"# EOF\n")]
         own = encoder(self.metrics.registry)
-        return cached[1] + own, content_type
+        return cached[1] + live + own, content_type

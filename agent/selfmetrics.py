@@ -45,6 +45,15 @@ class SelfMetrics:
             "vigil_scheduler_job_duration_seconds", "Run time of scheduled jobs.", ["job"],
             buckets=_FAST_BUCKETS, registry=r,
         )
+        self.job_lateness = Histogram(
+            "vigil_scheduler_job_lateness_seconds",
+            "How late a scheduled job started compared with its scheduled time.", ["job"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=r,
+        )
+        self.remediations = Counter(
+            "vigil_check_remediations_total", "Remediation actions run for failing checks, by outcome.",
+            ["check", "action", "outcome"], registry=r,
+        )
         self.store_queue = Gauge(
             "vigil_store_write_queue_length", "Writes waiting for the store's writer task.", registry=r
         )

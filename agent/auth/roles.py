@@ -8,7 +8,8 @@ SCOPES: dict[str, str] = {
     "read:alerts": "alerts, rules, silences, incidents",
     "read:logs": "Vigil's logs and configured log files",
     "read:config": "configuration (secrets masked) and its versions",
-    "write:alerts": "acknowledge and resolve alerts, silences",
+    "write:alerts": "acknowledge and resolve alerts, silences, incidents",
+    "write:checks": "run, pause and resume checks",
     "write:maintenance": "maintenance mode",
     "write:metrics": "import samples into the history",
     "admin:config": "change and roll back configuration, see secrets",
@@ -19,7 +20,7 @@ SCOPES: dict[str, str] = {
 }
 
 _VIEWER = {s for s in SCOPES if s.startswith("read:")}
-_OPERATOR = _VIEWER | {"write:alerts", "write:maintenance", "write:metrics"}
+_OPERATOR = _VIEWER | {"write:alerts", "write:checks", "write:maintenance", "write:metrics"}
 
 ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset(_VIEWER),

@@ -57,4 +57,75 @@ MIGRATIONS: list[str] = [
         value INTEGER NOT NULL
     );
     """,
+    # 3: checks (state, results, state changes), incidents, and the audit log (a hash chain).
+    """
+    CREATE TABLE check_state (
+        name TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        state TEXT,
+        since REAL,
+        fails INTEGER NOT NULL DEFAULT 0,
+        passes INTEGER NOT NULL DEFAULT 0,
+        last_result TEXT,
+        paused_at REAL,
+        paused_by TEXT,
+        memo TEXT NOT NULL DEFAULT '{}',
+        remediation TEXT NOT NULL DEFAULT '{}',
+        heartbeat TEXT,
+        incident_id INTEGER,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE check_results (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        check_name TEXT NOT NULL,
+        ts REAL NOT NULL,
+        status TEXT NOT NULL,
+        state TEXT,
+        message TEXT NOT NULL,
+        duration REAL NOT NULL,
+        perfdata TEXT,
+        details TEXT
+    );
+    CREATE INDEX check_results_name ON check_results (check_name, id);
+    CREATE INDEX check_results_ts ON check_results (ts);
+    CREATE TABLE check_transitions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        check_name TEXT NOT NULL,
+        ts REAL NOT NULL,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX check_transitions_name ON check_transitions (check_name, ts);
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        title TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        severity TEXT NOT NULL,
+        status TEXT NOT NULL,
+        source TEXT NOT NULL,
+        check_name TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        resolved_at REAL,
+        created_by TEXT,
+        assigned_to TEXT,
+        notes TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX incidents_created ON incidents (created_at);
+    CREATE INDEX incidents_check ON incidents (check_name, created_at);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        event_type TEXT NOT NULL,
+        actor TEXT,
+        remote TEXT,
+        target TEXT,
+        outcome TEXT,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_ts ON audit_log (ts);
+    """,
 ]

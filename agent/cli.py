@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from agent import __version__, querycli
+from agent import __version__, checkcli, querycli
 
 DEFAULT_CONFIG = "/etc/vigil/vigil.yaml"
 
@@ -71,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("version", help="print the version")
     querycli.add_commands(sub, _add_client)
+    checkcli.add_commands(sub, _add_client)
     return ap
 
 
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             return keys_command(client, args)
         if args.command in ("query", "query-range"):
             return querycli.run(client, args)
+        if args.command in ("checks", "check"):
+            return checkcli.run(client, args)
     except (ClientError, querycli.UsageError) as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return 1

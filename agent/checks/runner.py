@@ -235,8 +235,8 @@ class CheckRunner:
         transition = entry.flap.advance(outcome.status, cfg.fall, cfg.rise, now)
         state = entry.flap.state
         self._results.append(ResultRow(
-            cfg.name, outcome.started_at, outcome.status.label, state.label if state is not None else None, outcome.message,
-            outcome.duration, [p.as_dict() for p in outcome.perfdata], outcome.details,
+            cfg.name, outcome.started_at, outcome.status.label, state.label if state is not None else None,
+            outcome.message, outcome.duration, [p.as_dict() for p in outcome.perfdata], outcome.details,
         ))
         self._dirty.add(cfg.name)
         self._run_hooks(cfg.name, self.families(entry), outcome.started_at)

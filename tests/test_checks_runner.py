@@ -317,3 +317,38 @@ def test_cli_checks_and_check_run_exit_status(make_vigil, listener) -> None:
     missing = cli("check", "run", "ghost")
     assert missing.returncode == 1 and "no check named 'ghost'" in missing.stderr
     assert v.stop() == 0
+
+
+def test_state_change_is_published_on_the_event_stream(make_vigil) -> None:
+    import asyncio
+
+    import aiohttp
+
+    v = make_vigil({"checks": [tcp_check("ev", free_port(), fall=1, labels={"team": "db"})]}).start()
+
+    async def scenario() -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {v.admin_key}"}
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+            v.url + "/api/v1/events?types=check_state_changed", headers=headers
+        ) as ws:
+            assert (await ws.receive_json(timeout=5))["type"] == "hello"
+            async with session.post(v.url + "/api/v1/checks/ev/run", headers=headers) as r:
+                assert r.status == 200
+            return await ws.receive_json(timeout=5)
+
+    event = asyncio.run(scenario())
+    assert event["type"] == "check_state_changed"
+    data = event["data"]
+    assert (data["check"], data["previous"], data["state"]) == ("ev", None, "critical")
+    assert data["labels"] == {"team": "db"} and data["incident_id"] is not None
+    assert v.stop() == 0
+
+
+def test_hanging_check_is_cut_at_its_timeout(make_vigil, listener) -> None:
+    # The listener accepts (backlog) but never answers: the expected banner never comes.
+    v = make_vigil({"checks": [tcp_check("hang", listener.port, timeout="0.5s", expect="220 ", fall=1)]}).start()
+    result = run(v, "hang")["result"]
+    assert result["status"] == "critical" and result["message"] == "timed out after 0.5s"
+    assert 450 <= result["duration_ms"] < 2000
+    assert v.get("/healthz").status == 200
+    assert v.stop() == 0

@@ -28,7 +28,11 @@ from agent import __version__, logs
 from agent.api.app import build_app
 from agent.api.ratelimit import RateLimiter
 from agent.api.services import Services
+from agent.audit import Audit
 from agent.auth.keys import KeyRing
+from agent.checks import CheckContext
+from agent.checks.metrics import CheckMetrics
+from agent.checks.runner import CheckRunner
 from agent.collectors import CollectorContext
 from agent.collectors.runner import CollectorRunner
 from agent.config import ConfigError, LoadedConfig, load_config
@@ -44,6 +48,7 @@ from agent.scheduler import Scheduler
 from agent.sdnotify import Notifier, watchdog_interval
 from agent.selfmetrics import SelfMetrics
 from agent.store import Store, StoreError
+from agent.units.manager import UnitManager
 
 log = structlog.get_logger("vigil.daemon")
 LOOP_LAG_INTERVAL = 2.0
@@ -123,6 +128,8 @@ class Daemon:
         collectors: CollectorRunner | None = None
         keys: KeyRing | None = None
         history: History | None = None
+        checks: CheckRunner | None = None
+        units: UnitManager | None = None
         try:
             keys = KeyRing(store)
             try:
@@ -144,17 +151,29 @@ class Daemon:
                 await history.open()
             except StoreError as exc:
                 raise StartupError(f"cannot open the metrics history: {exc}") from None
+            units = UnitManager(config.units, config.check_runner.systemctl, state_dir)
             ctx = CollectorContext(self.metrics, config.collectors.proc_path, config.collectors.sys_path)
             collectors = CollectorRunner(ctx, scheduler, bus, self.metrics)
             collectors.add_hook(history.collector_hook)
+            audit = Audit(store)
+            check_ctx = CheckContext(config.check_runner.max_output_bytes, config.check_runner.systemctl,
+                                     config.collectors.proc_path, state_dir)
+            checks = CheckRunner(store, scheduler, bus, self.metrics, audit, check_ctx, config.check_runner)
+            checks.add_hook(history.collector_hook)
+            try:
+                await checks.load()
+            except StoreError as exc:
+                raise StartupError(f"cannot load the state of checks: {exc}") from None
+            exporter = Exporter(collectors, self.metrics)
+            exporter.live.register(CheckMetrics(checks))
             hostview = HostView(collectors)
             limiter = RateLimiter(config.api.rate_limit)
             svc = Services(
                 config=manager, store=store, keys=keys, bus=bus, scheduler=scheduler, collectors=collectors,
-                exporter=Exporter(collectors, self.metrics),
+                exporter=exporter, checks=checks, audit=audit,
                 processes=ProcessTable(config.processes.cache_ttl, config.collectors.proc_path),
                 metrics=self.metrics, hostview=hostview, limiter=limiter,
-                tsdb=history.tsdb, queries=history.queries,
+                tsdb=history.tsdb, queries=history.queries, units=units,
                 started_at=started_at,
                 is_ready=lambda: self._ready,
             )
@@ -164,6 +183,9 @@ class Daemon:
             scheduler.start()
             history.start(scheduler)
             collectors.configure(config.collectors)
+            await units.start()
+            checks.start()
+            await checks.configure(config.checks)
             scheduler.every("vigil.keys_last_used", 60, keys.flush_last_used)
 
             runner = web.AppRunner(build_app(svc), access_log=None, handle_signals=False,
@@ -206,6 +228,10 @@ class Daemon:
                 await _logged("api_stop_failed", runner.cleanup())  # stop accepting, finish in-flight requests
             if collectors is not None:
                 collectors.close()
+            if checks is not None:
+                await _logged("checks_stop_failed", checks.close())
+            if units is not None:
+                await _logged("units_stop_failed", units.close())
             if history is not None:
                 try:
                     await history.close()
@@ -229,8 +255,12 @@ class Daemon:
         svc.processes.ttl = new.processes.cache_ttl
         if new.collectors != old.collectors:
             svc.collectors.configure(new.collectors)
+        if new.checks != old.checks or new.check_runner != old.check_runner:
+            await svc.checks.configure(new.checks, new.check_runner)
         if new.history != old.history and self._history is not None:
             self._history.configure(new.history)
+        if new.units != old.units or new.check_runner.systemctl != old.check_runner.systemctl:
+            await svc.units.configure(new.units, systemctl=new.check_runner.systemctl)
         if (new.include, new.reload) != (old.include, old.reload):
             await self._restart_watcher(new)
 

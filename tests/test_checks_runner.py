@@ -43,6 +43,11 @@ def listener() -> Any:
     lst.close()
 
 
+def with_checks(*checks: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Config with these checks; the tests poll the API far faster than an operator would."""
+    return {"checks": list(checks), "api": {"rate_limit": {"categories": {"health": 100_000}}}, **extra}
+
+
 def tcp_check(name: str, port: int, **extra: Any) -> dict[str, Any]:
     return {"name": name, "type": "tcp", "host": "127.0.0.1", "port": port, "interval": "1h", "timeout": "2s",
             **extra}
@@ -68,7 +73,7 @@ def incidents(v: Vigil, **params: str) -> dict[str, Any]:
 
 
 def test_flap_protection_incident_and_recovery(make_vigil, listener) -> None:
-    v = make_vigil({"checks": [tcp_check("db", listener.port, fall=2, rise=2)]}).start()
+    v = make_vigil(with_checks(tcp_check("db", listener.port, fall=2, rise=2))).start()
     first = run(v, "db")
     assert first["result"]["status"] == "ok"
     assert first["state"]["state"] == "ok"  # the first result sets the state: nothing to flap from
@@ -99,7 +104,7 @@ def test_flap_protection_incident_and_recovery(make_vigil, listener) -> None:
 
 
 def test_state_survives_kill9_without_realerting(make_vigil, listener) -> None:
-    v = make_vigil({"checks": [tcp_check("web", listener.port, fall=1, rise=1)]}).start()
+    v = make_vigil(with_checks(tcp_check("web", listener.port, fall=1, rise=1))).start()
     listener.close()
     assert run(v, "web")["state"]["state"] == "critical"
     before = check(v, "web")
@@ -118,10 +123,10 @@ def test_state_survives_kill9_without_realerting(make_vigil, listener) -> None:
 
 def test_dependency_down_suppresses_incident(make_vigil) -> None:
     router, app = free_port(), free_port()
-    v = make_vigil({"checks": [
+    v = make_vigil(with_checks(
         tcp_check("router", router, fall=1),
         tcp_check("app", app, fall=1, depends_on=["router"]),
-    ]}).start()
+    )).start()
     assert run(v, "router")["state"]["state"] == "critical"
     app_run = run(v, "app")
     assert app_run["state"]["state"] == "critical"
@@ -137,7 +142,7 @@ def test_remediation_stops_after_max_attempts_and_resets_on_recovery(make_vigil,
     script.write_text(f"#!/bin/sh\necho fixed >> {marker}\n")
     script.chmod(0o755)
     action = {"exec": [str(script)], "after": 2, "max_attempts": 2, "window": "1h"}
-    v = make_vigil({"checks": [tcp_check("svc", listener.port, fall=1, rise=2, on_failure=[action])]}).start()
+    v = make_vigil(with_checks(tcp_check("svc", listener.port, fall=1, rise=2, on_failure=[action]))).start()
     listener.close()
 
     def attempts() -> int:
@@ -176,7 +181,7 @@ def test_remediation_stops_after_max_attempts_and_resets_on_recovery(make_vigil,
 
 
 def test_pause_resume_and_scheduled_runs(make_vigil, listener) -> None:
-    v = make_vigil({"checks": [tcp_check("fast", listener.port, interval="0.2s", timeout="0.2s")]}).start()
+    v = make_vigil(with_checks(tcp_check("fast", listener.port, interval="0.2s", timeout="0.2s"))).start()
     wait_for(lambda: check(v, "fast")["consecutive_successes"] >= 3, 10, "scheduled runs")
     assert v.metric("vigil_scheduler_job_lateness_seconds_count", {"job": "check"}) >= 3
     r = v.post("/api/v1/checks/fast/pause")
@@ -192,7 +197,7 @@ def test_pause_resume_and_scheduled_runs(make_vigil, listener) -> None:
 
 
 def test_check_history_is_paginated_with_a_cursor(make_vigil, listener) -> None:
-    v = make_vigil({"checks": [tcp_check("p", listener.port)]}).start()
+    v = make_vigil(with_checks(tcp_check("p", listener.port))).start()
     for _ in range(5):
         run(v, "p")
     wait_for(lambda: check(v, "p")["pagination"]["total"] == 5, 10, "results to be written")
@@ -211,7 +216,7 @@ def test_check_history_is_paginated_with_a_cursor(make_vigil, listener) -> None:
 
 
 def test_check_metrics_reach_the_history(make_vigil, listener) -> None:
-    v = make_vigil({"checks": [tcp_check("hist", listener.port, labels={"team": "web"})]}).start()
+    v = make_vigil(with_checks(tcp_check("hist", listener.port, labels={"team": "web"}))).start()
     run(v, "hist")
     body = v.get('/api/v1/query?query=vigil_check_status{check="hist"}').json()
     assert body["status"] == "success"
@@ -249,7 +254,7 @@ def test_incident_workflow(make_vigil) -> None:
 
 def test_uptime_overall_and_per_check(make_vigil, listener) -> None:
     down = free_port()
-    v = make_vigil({"checks": [tcp_check("up", listener.port), tcp_check("down", down, fall=1)]}).start()
+    v = make_vigil(with_checks(tcp_check("up", listener.port), tcp_check("down", down, fall=1))).start()
     run(v, "up")
     run(v, "down")
     data = v.get("/api/v1/uptime").json()["data"]
@@ -262,7 +267,7 @@ def test_uptime_overall_and_per_check(make_vigil, listener) -> None:
 
 
 def test_bad_check_config_is_rejected_with_file_and_line(make_vigil, tmp_path: Path) -> None:
-    v = make_vigil({"checks": [tcp_check("ok", free_port())]})
+    v = make_vigil(with_checks(tcp_check("ok", free_port())))
     dropin = v.config_dir / "checks.d"
     dropin.mkdir()
     (dropin / "bad.yaml").write_text(yaml.safe_dump({"checks": [
@@ -282,7 +287,7 @@ def test_bad_check_config_is_rejected_with_file_and_line(make_vigil, tmp_path: P
 
 
 def test_reload_adds_and_removes_checks(make_vigil, listener) -> None:
-    v = make_vigil({"checks": [tcp_check("a", listener.port)]}).start()
+    v = make_vigil(with_checks(tcp_check("a", listener.port))).start()
     run(v, "a")
     doc = yaml.safe_load(v.config_path.read_text())
     doc["checks"] = [tcp_check("b", listener.port)]
@@ -299,7 +304,7 @@ def test_reload_adds_and_removes_checks(make_vigil, listener) -> None:
 
 def test_cli_checks_and_check_run_exit_status(make_vigil, listener) -> None:
     closed = free_port()
-    v = make_vigil({"checks": [tcp_check("open", listener.port), tcp_check("shut", closed, fall=1)]}).start()
+    v = make_vigil(with_checks(tcp_check("open", listener.port), tcp_check("shut", closed, fall=1))).start()
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "agent", *args, "--config", str(v.config_path)],
@@ -324,7 +329,7 @@ def test_state_change_is_published_on_the_event_stream(make_vigil) -> None:
 
     import aiohttp
 
-    v = make_vigil({"checks": [tcp_check("ev", free_port(), fall=1, labels={"team": "db"})]}).start()
+    v = make_vigil(with_checks(tcp_check("ev", free_port(), fall=1, labels={"team": "db"}))).start()
 
     async def scenario() -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {v.admin_key}"}
@@ -346,9 +351,57 @@ def test_state_change_is_published_on_the_event_stream(make_vigil) -> None:
 
 def test_hanging_check_is_cut_at_its_timeout(make_vigil, listener) -> None:
     # The listener accepts (backlog) but never answers: the expected banner never comes.
-    v = make_vigil({"checks": [tcp_check("hang", listener.port, timeout="0.5s", expect="220 ", fall=1)]}).start()
+    v = make_vigil(with_checks(tcp_check("hang", listener.port, timeout="0.5s", expect="220 ", fall=1))).start()
     result = run(v, "hang")["result"]
     assert result["status"] == "critical" and result["message"] == "timed out after 0.5s"
     assert 450 <= result["duration_ms"] < 2000
     assert v.get("/healthz").status == 200
+    assert v.stop() == 0
+
+
+TOKEN = "cron-token-0123456789abcdef"
+
+
+def test_heartbeat_pings_over_the_api(make_vigil) -> None:
+    import urllib.request
+
+    beat = {"name": "backup", "type": "heartbeat", "token": TOKEN, "period": "2s", "grace": "1s",
+            "interval": "0.25s", "timeout": "0.2s"}
+    v = make_vigil(with_checks(beat, tcp_check("other", free_port()))).start()
+
+    def ping(kind: str, token: str | None = TOKEN, name: str = "backup", query: str = "", body: bytes = b"") -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return v.request("POST", f"/api/v1/checks/{name}/{kind}{query}", key=None, raw=body, headers=headers)
+
+    wrong = ping("ping", token="not-the-token-at-all")
+    missing = ping("ping", name="no-such-check")
+    not_heartbeat = ping("ping", name="other")
+    for r in (wrong, missing, not_heartbeat):  # the same answer: nothing tells which checks exist
+        assert r.status == 401 and r.json()["error"] == "invalid heartbeat token", r
+    assert ping("ping", token=None).status == 401
+
+    assert ping("start").status == 200
+    r = ping("ping", query="?run_time=12.5", body=b"backup done: 3 GB\n")
+    assert r.status == 200 and r.json()["data"]["last_ping"] is not None
+    wait_for(lambda: check(v, "backup")["state"] == "ok", 10, "the ping to make the check ok")
+    assert check(v, "backup")["heartbeat"]["run_time"] == 12.5
+
+    assert ping("fail", query="?exit_status=3", body=b"disk full").status == 200
+    wait_for(lambda: check(v, "backup")["state"] == "critical", 10, "/fail to make the check critical")
+    assert "exit status 3" in check(v, "backup")["message"] and "disk full" in check(v, "backup")["message"]
+
+    req = urllib.request.Request(f"{v.url}/api/v1/checks/backup/ping?token={TOKEN}", data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:  # the token may also be a query parameter
+        assert resp.status == 200
+    wait_for(lambda: check(v, "backup")["state"] == "ok", 10, "a ping after the failure to recover")
+    wait_for(lambda: check(v, "backup")["state"] == "critical", 15, "a missing ping to make the check late")
+    assert check(v, "backup")["message"].startswith("late")
+
+    v.kill9()  # a ping that got 200 survives a crash
+    v.start()
+    assert ping("ping").status == 200
+    last = check(v, "backup")["heartbeat"]["last_ping"]
+    v.kill9()
+    v.start()
+    assert check(v, "backup")["heartbeat"]["last_ping"] == last
     assert v.stop() == 0

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from agent.api.ratelimit import RateLimiter
+from agent.audit import Audit
 from agent.auth.keys import KeyRing
+from agent.checks.runner import CheckRunner
 from agent.collectors.runner import CollectorRunner
 from agent.config.manager import ConfigManager
 from agent.events import EventBus
@@ -22,6 +24,7 @@ from agent.scheduler import Scheduler
 from agent.selfmetrics import SelfMetrics
 from agent.store import Store
 from agent.tsdb.db import TSDB
+from agent.units.manager import UnitManager
 
 
 @dataclass
@@ -39,6 +42,9 @@ class Services:
     limiter: RateLimiter
     tsdb: TSDB
     queries: QueryService
+    units: UnitManager
+    checks: CheckRunner
+    audit: Audit
     started_at: float
     is_ready: Callable[[], bool]
     stopping: asyncio.Event = field(default_factory=asyncio.Event)

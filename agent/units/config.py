@@ -28,7 +28,9 @@ class UnitConfig(Section):
         "on-failure", description="supervised commands: start again after an exit"
     )
     restart_delay: Duration = Field(1.0, ge=0, description="supervised commands: wait before starting again")
-    stop_timeout: Duration = Field(10.0, gt=0, description="SIGTERM, then SIGKILL after this long")
+    stop_timeout: Duration = Field(
+        5.0, gt=0, description="SIGTERM, then SIGKILL after this long (keep Vigil's own stop within TimeoutStopSec)"
+    )
 
     @field_validator("name")
     @classmethod

@@ -5,14 +5,17 @@ from agent.api.routing import RouteTable
 ROUTES = RouteTable()
 
 from agent.api.routes import (  # noqa: E402,F401
+    checks,
     events,
     history,
+    incidents,
     keys,
     metrics,
     openapi,
     processes,
     query,
     system,
+    units,
 )
 
 __all__ = ["ROUTES"]

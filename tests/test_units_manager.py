@@ -394,7 +394,7 @@ async def test_systemd_actions(managers, tmp_path: Path) -> None:
     restarted = await m.action("web", "restart")
     assert restarted["status"] == "completed" and restarted["state"]["pid"] != first_pid
     assert [c for c in read_state(systemctl)["calls"] if c[0] != "show"] == [
-        ["stop", "web.service"], ["start", "web.service"], ["restart", "web.service"]]
+        ["stop", "--", "web.service"], ["start", "--", "web.service"], ["restart", "--", "web.service"]]
 
     failed = await m.action("db", "start")
     assert failed["status"] == "failed"

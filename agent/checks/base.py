@@ -14,6 +14,7 @@ at the check's `timeout` and reports it with the type's `timeout_status`.
 from __future__ import annotations
 
 import enum
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -188,6 +189,13 @@ REGISTRY: dict[str, type[Check]] = {}
 def register(cls: type[Check]) -> type[Check]:
     REGISTRY[cls.type] = cls
     return cls
+
+
+def os_reason(exc: OSError) -> str:
+    """"Connection refused" rather than asyncio's "Connect call failed ('127.0.0.1', 80)"."""
+    if exc.errno:
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def grade(value: float, warning: float | None, critical: float | None, *, below: bool = False) -> Status:

@@ -34,6 +34,7 @@ from agent.checks.base import (
     Perfdata,
     Status,
     grade,
+    os_reason,
     register,
     thresholds_ordered,
     worst,
@@ -47,7 +48,7 @@ _DATE_CODES = {9, 10}  # X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPI
 class CertificateConfig(CheckConfig):
     type: Literal["certificate"]
     host: str | None = Field(None, min_length=1, description="TLS endpoint to connect to (or give file)")
-    port: int = Field(443, ge=1, le=65535)
+    port: int | None = Field(None, ge=1, le=65535, description="TLS port of host; default 443")
     server_name: str | None = Field(
         None, min_length=1, description="SNI and the name the certificate must match; default host"
     )
@@ -69,7 +70,7 @@ class CertificateConfig(CheckConfig):
             raise ValueError("give either host (a TLS endpoint) or file (a PEM file), not both")
         if self.host is None and self.file is None:
             raise ValueError("give host (a TLS endpoint, with port) or file (a PEM file)")
-        if self.file is not None and "port" in self.model_fields_set:
+        if self.file is not None and self.port is not None:
             raise ValueError("port is for host endpoints, not for file")
         thresholds_ordered(self.warning_days, self.critical_days, "days", below=True)
         return self
@@ -113,7 +114,8 @@ class CertificateCheck(Check):
         return Status.CRITICAL, f"certificate does not match {name}: it is for {names}"
 
     async def _run_endpoint(self, cfg: CertificateConfig, host: str) -> CheckResult:
-        where = f"{host}:{cfg.port}"
+        port = cfg.port or 443
+        where = f"{host}:{port}"
         name = cfg.server_name or host
         try:
             verified_ctx = tls.ssl_context(cfg.verify_chain, cfg.ca_file, check_hostname=False)
@@ -123,11 +125,11 @@ class CertificateCheck(Check):
         chain_code: int | None = None
         started = time.perf_counter()
         try:
-            der, session = await self._handshake(host, cfg.port, name, verified_ctx, cfg.timeout)
+            der, session = await self._handshake(host, port, name, verified_ctx, cfg.timeout)
         except ssl.SSLCertVerificationError as exc:
             chain_problem, chain_code = tls.verify_reason(exc), exc.verify_code
             try:
-                der, session = await self._handshake(host, cfg.port, name, tls.ssl_context(False), cfg.timeout)
+                der, session = await self._handshake(host, port, name, tls.ssl_context(False), cfg.timeout)
             except (OSError, TimeoutError):
                 return CheckResult(Status.CRITICAL, f"{where}: certificate verify failed: {chain_problem}")
         except ssl.SSLError as exc:
@@ -135,7 +137,7 @@ class CertificateCheck(Check):
         except socket.gaierror as exc:
             return CheckResult(Status.CRITICAL, f"cannot resolve {host}: {exc.strerror or exc}")
         except OSError as exc:
-            return CheckResult(Status.CRITICAL, f"cannot connect to {where}: {tls.os_reason(exc)}")
+            return CheckResult(Status.CRITICAL, f"cannot connect to {where}: {os_reason(exc)}")
         except TimeoutError:
             return CheckResult(Status.CRITICAL, f"no TLS handshake with {where} within {cfg.timeout:g}s")
         elapsed = time.perf_counter() - started

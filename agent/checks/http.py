@@ -50,6 +50,7 @@ from agent.checks.base import (
     Perfdata,
     Status,
     grade,
+    os_reason,
     register,
     thresholds_ordered,
     worst,
@@ -167,6 +168,8 @@ class JsonCondition(Section):
         given = [op for op in _JSON_OPS if op in self.model_fields_set]
         if len(given) != 1:
             raise ValueError(f"JSON condition on {self.path!r}: give exactly one of {', '.join(_JSON_OPS)}")
+        if given[0] not in ("equals", "not_equals") and getattr(self, given[0]) is None:
+            raise ValueError(f"JSON condition on {self.path!r}: {given[0]} needs a value")
         return self
 
     @model_serializer(mode="wrap")
@@ -463,7 +466,7 @@ def _failure_text(exc: BaseException, cfg: HttpConfig) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         if isinstance(exc.os_error, socket.gaierror):
             return f"cannot resolve {exc.host}: {exc.os_error.strerror or exc.os_error}"
-        return f"cannot connect to {exc.host}:{exc.port}: {tls.os_reason(exc.os_error)}"
+        return f"cannot connect to {exc.host}:{exc.port}: {os_reason(exc.os_error)}"
     if isinstance(exc, aiohttp.TooManyRedirects):
         return f"more than {cfg.max_redirects} redirects (last to {exc.request_info.real_url})"
     if isinstance(exc, TimeoutError):
@@ -477,5 +480,5 @@ def _failure_text(exc: BaseException, cfg: HttpConfig) -> str:
     if isinstance(exc, aiohttp.InvalidURL):
         return f"bad redirect target: {exc}"
     if isinstance(exc, OSError):
-        return f"request failed: {tls.os_reason(exc)}"
+        return f"request failed: {os_reason(exc)}"
     return f"request failed: {exc or type(exc).__name__}"

@@ -45,14 +45,14 @@ async def _read_bounded(stream: asyncio.StreamReader | None, max_bytes: int) -> 
 
 async def run_program(
     argv: list[str], timeout: float, max_bytes: int = 65536, env: dict[str, str] | None = None,  # noqa: ASYNC109
-    stdin: bytes | None = None,
+    stdin: bytes | None = None, cwd: str | None = None,
 ) -> ProcResult:
     started = time.perf_counter()
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True, env=env,
+            start_new_session=True, env=env, cwd=cwd,
         )
     except OSError as exc:
         return ProcResult(argv, None, "", "", time.perf_counter() - started,
@@ -67,6 +67,9 @@ async def run_program(
     try:
         (out, out_cut), (err, err_cut) = await asyncio.wait_for(asyncio.shield(readers), timeout)
         await asyncio.wait_for(proc.wait(), max(timeout - (time.perf_counter() - started), 0.05))
+    except asyncio.CancelledError:  # the caller gave up (the runner's timeout): leave nothing running
+        kill_group(proc.pid)
+        raise
     except TimeoutError:
         timed_out = True
         kill_group(proc.pid)

@@ -51,7 +51,7 @@ def decide(actions: list[RemediationAction], record: dict[str, Any], fails: int,
 
 def argv_of(action: RemediationAction, systemctl: str) -> list[str]:
     if action.restart_unit is not None:
-        return [systemctl, "restart", action.restart_unit]
+        return [systemctl, "restart", "--", action.restart_unit]
     return list(action.exec or [])
 
 

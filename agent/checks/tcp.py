@@ -9,7 +9,17 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from agent.checks.base import Check, CheckConfig, CheckResult, Perfdata, Status, grade, register, thresholds_ordered
+from agent.checks.base import (
+    Check,
+    CheckConfig,
+    CheckResult,
+    Perfdata,
+    Status,
+    grade,
+    os_reason,
+    register,
+    thresholds_ordered,
+)
 from agent.config.durations import Duration
 
 
@@ -42,7 +52,7 @@ class TcpCheck(Check):
         try:
             reader, writer = await asyncio.open_connection(cfg.host, cfg.port)
         except OSError as exc:
-            return CheckResult(Status.CRITICAL, f"cannot connect to {where}: {exc.strerror or exc}")
+            return CheckResult(Status.CRITICAL, f"cannot connect to {where}: {os_reason(exc)}")
         answer = b""
         try:
             connect_time = time.perf_counter() - started
@@ -57,7 +67,7 @@ class TcpCheck(Check):
                         break
                     answer += chunk
         except OSError as exc:
-            return CheckResult(Status.CRITICAL, f"{where}: connection failed: {exc.strerror or exc}")
+            return CheckResult(Status.CRITICAL, f"{where}: connection failed: {os_reason(exc)}")
         finally:
             writer.close()
             with contextlib.suppress(OSError):

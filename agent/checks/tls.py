@@ -214,13 +214,6 @@ def _cached_context(
     return ctx
 
 
-def os_reason(exc: OSError) -> str:
-    """"Connection refused" rather than asyncio's "Connect call failed ('127.0.0.1', 80)"."""
-    if exc.errno:
-        return os.strerror(exc.errno)
-    return exc.strerror or str(exc) or type(exc).__name__
-
-
 def verify_reason(exc: BaseException) -> str:
     """OpenSSL's words for a failed verification ("certificate has expired"), else the error text."""
     message = getattr(exc, "verify_message", None)

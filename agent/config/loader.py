@@ -144,11 +144,17 @@ def _clean_loc(loc: tuple[Any, ...], data: Any) -> Path:
     """Drop pydantic's union/validator tags so the path is the one written in YAML: a tag is a
     part that is not a key of the mapping at that point but names its `type` (check types)."""
     out: list[str | int] = []
+    after_index = False
     for part in loc:
         if isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none")):
             continue
-        if isinstance(data, dict) and isinstance(part, str) and part not in data and data.get("type") == part:
+        # The tag comes right after the list index, even when the type also has a key of its name
+        # (`command` checks have a `command` key): there, the first `command` is the tag.
+        if isinstance(data, dict) and isinstance(part, str) and data.get("type") == part and (
+                part not in data or after_index):
+            after_index = False
             continue
+        after_index = isinstance(part, int)
         out.append(part)
         data = data.get(part) if isinstance(data, dict) else (
             data[part] if isinstance(data, list) and isinstance(part, int) and part < len(data) else None)

@@ -11,7 +11,7 @@ from agent.config.durations import Duration
 from agent.config.section import Section
 
 UNIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}")
-SYSTEMD_UNIT = re.compile(r"[A-Za-z0-9:_.@\\-]+\.(service|socket|timer|target|mount|path)")
+SYSTEMD_UNIT = re.compile(r"[A-Za-z0-9:_.@][A-Za-z0-9:_.@\\-]*\.(service|socket|timer|target|mount|path)")
 
 
 class UnitConfig(Section):

@@ -105,7 +105,7 @@ class SystemctlRunner:
         return await run_program(base, SHOW_TIMEOUT)
 
     async def act(self, action: str, unit: str) -> ProcResult:
-        return await run_program([self.systemctl, action, unit], ACTION_TIMEOUT)
+        return await run_program([self.systemctl, action, "--", unit], ACTION_TIMEOUT)
 
 
 class SystemdUnit:

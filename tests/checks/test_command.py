@@ -14,9 +14,6 @@ import psutil
 import pydantic
 import pytest
 
-import agent.config  # noqa: F401  (first: importing agent.checks before agent.config is a circular import)
-
-# isort: split
 from agent.checks.base import CheckContext, CheckResult, Status
 from agent.checks.command import CommandCheck, CommandConfig
 from agent.checks.perfdata import normalise

@@ -12,9 +12,6 @@ from typing import Any
 import pydantic
 import pytest
 
-import agent.config  # noqa: F401  (first: importing agent.checks before agent.config is a circular import)
-
-# isort: split
 from agent.checks.base import CheckContext, CheckResult, Status
 from agent.checks.file import FileCheck, FileConfig
 from agent.config.errors import ConfigError

@@ -14,9 +14,6 @@ import pydantic
 import pytest
 from aiohttp import web
 
-import agent.config  # noqa: F401  (first: importing agent.checks before agent.config is a circular import)
-
-# isort: split
 from agent.checks.base import CheckContext, CheckResult, Status
 from agent.checks.http import HttpCheck, HttpConfig, parse_json_path
 from agent.config.errors import ConfigError
@@ -389,6 +386,14 @@ async def test_verified_with_ca_file(serve: Serve, ca: Issued, tmp_path: Path) -
     assert localhost.status is Status.OK, localhost.message
 
 
+async def test_ca_file_that_is_not_pem_is_unknown(tmp_path: Path) -> None:
+    junk = tmp_path / "ca.pem"
+    junk.write_text("not a certificate\n")
+    result = await probe(url="https://127.0.0.1:1/", ca_file=str(junk))
+    assert result.status is Status.UNKNOWN
+    assert result.message.startswith(f"cannot load ca_file {junk}: ")
+
+
 async def test_untrusted_certificate_fails_verification(serve: Serve, ca: Issued, tmp_path: Path) -> None:
     base = await serve(server_context(make_leaf(ca, days=60), tmp_path))
     result = await probe(url=f"{base}/ok")
@@ -438,6 +443,7 @@ async def test_plain_http_to_a_tls_port(serve: Serve, ca: Issued, tmp_path: Path
     ({"url": "http://h/", "json_conditions": [{"path": "$.a"}]}, "give exactly one of"),
     ({"url": "http://h/", "json_conditions": [{"path": "$.a", "lt": 1, "gt": 0}]}, "give exactly one of"),
     ({"url": "http://h/", "json_conditions": [{"path": "$.a", "matches": "("}]}, "invalid regular expression"),
+    ({"url": "http://h/", "json_conditions": [{"path": "$.a", "exists": None}]}, "exists needs a value"),
     ({"url": "http://h/", "response_time_warning": "2s", "response_time_critical": "1s"}, "must not exceed"),
     ({"url": "http://h/", "cert_expiry_warning_days": 3, "cert_expiry_critical_days": 7}, "must not be below"),
     ({"url": "http://h/", "ca_file": "/nonexistent/ca.pem"}, "ca_file /nonexistent/ca.pem: No such file"),

@@ -5,9 +5,6 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-import agent.config  # noqa: F401  (first: importing agent.checks before agent.config is a circular import)
-
-# isort: split
 from agent.checks.base import Perfdata
 from agent.checks.perfdata import (
     ByteSize,

@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from aiohttp import web
 
@@ -14,6 +15,7 @@ from agent.audit import Audit
 from agent.auth.keys import KeyRing
 from agent.checks.runner import CheckRunner
 from agent.collectors.runner import CollectorRunner
+from agent.components import Components, build
 from agent.config.manager import ConfigManager
 from agent.events import EventBus
 from agent.exporter import Exporter
@@ -53,6 +55,11 @@ class Services:
     @property
     def hostname(self) -> str:
         return self.config.config.hostname or socket.gethostname()
+
+    @cached_property
+    def components(self) -> Components:
+        """Vigil's own components (`/api/v1/services`), built on first use from the fields above."""
+        return build(self)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -44,6 +44,7 @@ log = structlog.get_logger("vigil.checks")
 SnapshotHook = Callable[[str, list[Family], float], None]
 MAX_FIRST_OFFSET = 10.0
 RETENTION_INTERVAL = 3600.0
+MAX_BUFFERED_RESULTS = 100_000
 
 
 @dataclass
@@ -377,7 +378,8 @@ class CheckRunner:
         try:
             await self.store.write(op)
         except StoreError:
-            self._results = results + self._results  # try again next time
+            # Try again next time; while the store stays down, keep the newest results only.
+            self._results = (results + self._results)[-MAX_BUFFERED_RESULTS:]
             self._dirty |= dirty
             raise
 

@@ -113,7 +113,8 @@ class CollectorRunner:
                 error = f"{type(exc).__name__}: {exc}"
         duration = time.perf_counter() - started
         result = CollectorResult(name, error is None, time.time(), duration, families, error)
-        self._record(result)
+        if self._collectors.get(name) is collector:  # else a restart replaced it while this run went on
+            self._record(result)
         return result
 
     def _record(self, result: CollectorResult) -> None:
@@ -141,6 +142,27 @@ class CollectorRunner:
                 hook(name, families, timestamp)
             except Exception:
                 log.exception("snapshot_hook_failed", collector=name)
+
+    def restart(self) -> None:
+        """Restart in place (components API): close every collector, forget the snapshot and build them
+        again from the config, each running at once. A run stuck in its thread keeps that thread, but
+        the new collectors get a pool of their own and do not wait behind it."""
+        config = self._config
+        for name, collector in self._collectors.items():
+            self.scheduler.remove(f"collector.{name}")
+            collector.close()
+        self._collectors.clear()
+        self.latest.clear()
+        self._inflight.clear()
+        old, self._executor = self._executor, concurrent.futures.ThreadPoolExecutor(
+            max_workers=len(REGISTRY), thread_name_prefix="collector"
+        )
+        old.shutdown(wait=False, cancel_futures=True)
+        self.version += 1
+        self._config = None
+        if config is not None:
+            self.configure(config)
+        log.info("collectors_restarted", collectors=sorted(self._collectors))
 
     def failing(self) -> list[str]:
         return sorted(name for name, r in self.latest.items() if not r.success)

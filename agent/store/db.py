@@ -55,6 +55,10 @@ class Store:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._restarting: asyncio.Event | None = None  # set while `restart` runs; waiters wake on .set()
+        self._reads = 0
+        self._reads_done = asyncio.Event()
+        self._reads_done.set()
         self.last_commit_seconds: float | None = None
 
     @property
@@ -152,7 +156,7 @@ class Store:
 
     async def write(self, fn: WriteFn) -> Any:
         """Run `fn(db)` in the writer's transaction; returns its result once committed."""
-        if not self.is_open:
+        if not self.is_open and self._restarting is None:
             raise StoreError("store is closed")
         item = _Write(fn)
         self._queue.put_nowait(item)
@@ -160,12 +164,20 @@ class Store:
         return await item.future
 
     async def read(self, fn: ReadFn[T]) -> T:
+        if self._restarting is not None:
+            await self._restarting.wait()
         if self._reader is None:
             raise StoreError("store is closed")
+        self._reads += 1
+        self._reads_done.clear()
         try:
             return await fn(self._reader)
         except sqlite3.Error as exc:
             raise StoreError(f"database read failed: {exc}") from exc
+        finally:
+            self._reads -= 1
+            if self._reads == 0:
+                self._reads_done.set()
 
     async def _run(self) -> None:
         assert self._writer is not None
@@ -235,6 +247,38 @@ class Store:
             await self._task
         self._task = None
         await self._close_connections()
+
+    async def restart(self, read_grace: float = 5.0) -> None:
+        """Close and open again (components API): fresh connections, the schema checked again.
+
+        Queued writes are committed by the old writer first; writes and reads that arrive meanwhile
+        wait for the new connections instead of failing, and reads already running get up to
+        `read_grace` seconds to finish before their connection closes. If the database cannot be
+        opened again, the waiting writes fail and StoreError says why."""
+        if self._restarting is not None:  # one restart at a time; a second caller waits for the first
+            await self._restarting.wait()
+            return
+        restarting = self._restarting = asyncio.Event()
+        try:
+            if self._task is not None and not self._task.done():
+                self._queue.put_nowait(_STOP)  # writes queued behind the stop wait for the new writer
+                await self._task
+            self._task = None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reads_done.wait(), read_grace)
+            await self._close_connections()
+            await self.open()
+        except Exception as exc:
+            error = StoreError(f"store restart failed: {exc}")
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if isinstance(item, _Write) and not item.future.done():
+                    item.future.set_exception(error)
+            raise error from exc
+        finally:
+            self._restarting = None
+            restarting.set()
+        log.info("store_restarted", path=self.path)
 
     async def _close_connections(self) -> None:
         for conn in (self._reader, self._writer):

@@ -14,6 +14,7 @@ from agent.api.routes import (  # noqa: E402,F401
     openapi,
     processes,
     query,
+    services,
     system,
     units,
 )

@@ -18,9 +18,9 @@ import psutil
 import pytest
 
 from agent.config.schema import Config
+from agent.systemctl import parse_show, parse_timestamp
 from agent.units.config import UnitConfig
 from agent.units.manager import UnitManager, human_bytes
-from agent.units.systemd import parse_show, parse_timestamp
 from tests.checks.fake_systemctl import install, read_state, write_state
 
 PY = sys.executable
@@ -320,8 +320,8 @@ async def test_systemd_status(managers, tmp_path: Path) -> None:
     assert 89 <= state["uptime_seconds"] <= 120 and state["uptime"].startswith("1m 3")
     assert state["description"] == "Web server" and state["load_state"] == "loaded" and state["error"] is None
     show = read_state(systemctl)["calls"][-1]
-    assert show[:2] == ["show", "web.service"] and "--timestamp=unix" in show
-    assert show[2] == ("--property=ActiveState,SubState,NRestarts,MainPID,ActiveEnterTimestamp,MemoryCurrent,"
+    assert show[0] == "show" and show[-2:] == ["--", "web.service"] and "--timestamp=unix" in show
+    assert show[1] == ("--property=ActiveState,SubState,NRestarts,MainPID,ActiveEnterTimestamp,MemoryCurrent,"
                        "LoadState,Description,ExecMainStatus")
 
 

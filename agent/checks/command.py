@@ -22,6 +22,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from agent.checks.base import Check, CheckConfig, CheckResult, Status, register
 from agent.checks.perfdata import MAX_SKIPPED_SHOWN, parse_plugin_output
 from agent.checks.proc import ProcResult, run_program
+from agent.config.section import AbsolutePath
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_MESSAGE_CHARS = 500
@@ -65,7 +66,7 @@ class CommandConfig(CheckConfig):
     command: list[str] = Field(
         min_length=1, description="program and arguments, no shell; the program an absolute path or found on PATH"
     )
-    working_dir: str | None = Field(None, description="absolute path of the directory the program runs in")
+    working_dir: AbsolutePath | None = Field(None, description="absolute path of the directory the program runs in")
 
     @field_validator("environment")
     @classmethod
@@ -88,11 +89,8 @@ class CommandConfig(CheckConfig):
     @field_validator("working_dir")
     @classmethod
     def _working_dir(cls, value: str | None) -> str | None:
-        if value is not None:
-            if not os.path.isabs(value):
-                raise ValueError(f"working_dir {value!r} must be an absolute path")
-            if not os.path.isdir(value):
-                raise ValueError(f"working_dir {value} is not a directory")
+        if value is not None and not os.path.isdir(value):
+            raise ValueError(f"working_dir {value} is not a directory")
         return value
 
 

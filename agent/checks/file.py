@@ -29,6 +29,7 @@ from pydantic import Field, field_validator, model_validator
 from agent.checks.base import Check, CheckConfig, CheckResult, Perfdata, Status, grade, register, thresholds_ordered
 from agent.checks.perfdata import ByteSize, human_age, human_bytes
 from agent.config.durations import Duration
+from agent.config.section import AbsolutePath
 
 _MODE = re.compile(r"0?[0-7]{3,4}")
 CHUNK = 1 << 20
@@ -36,7 +37,7 @@ CHUNK = 1 << 20
 
 class FileConfig(CheckConfig):
     type: Literal["file"]
-    path: str = Field(min_length=1, description="absolute path; a symlink is followed")
+    path: AbsolutePath = Field(min_length=1, description="absolute path; a symlink is followed")
     exists: bool = Field(True, description="false: the file must NOT exist (a lock or flag file left behind)")
     max_age: Duration | None = Field(None, gt=0, description="last modified longer ago is CRITICAL")
     max_age_warning: Duration | None = Field(None, gt=0, description="last modified longer ago is WARNING")
@@ -49,13 +50,6 @@ class FileConfig(CheckConfig):
     mode: str | None = Field(None, description='permission bits as a quoted octal string, e.g. "0640"')
     owner: str | None = Field(None, min_length=1, description="user name (or numeric uid)")
     group: str | None = Field(None, min_length=1, description="group name (or numeric gid)")
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not os.path.isabs(value):
-            raise ValueError(f"path {value!r} must be absolute")
-        return value
 
     @field_validator("mode", mode="before")
     @classmethod

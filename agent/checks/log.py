@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from agent.checks.base import Check, CheckConfig, CheckResult, Perfdata, Status, grade, register, thresholds_ordered
 from agent.config.durations import Duration
-from agent.config.section import Pattern
+from agent.config.section import AbsolutePath, Pattern
 
 MAX_BUCKETS = 300  # match counts kept per window in memo: the window's resolution is window / 300
 LAST_LINE_CHARS = 200
@@ -42,7 +42,7 @@ MIB = 1024 * 1024
 
 class LogCheckConfig(CheckConfig):
     type: Literal["log"]
-    path: str = Field(min_length=1, description="absolute path of the log file")
+    path: AbsolutePath = Field(min_length=1, description="absolute path of the log file")
     pattern: Pattern = Field(description="regular expression (Python syntax) searched for in each line")
     window: Duration = Field(300.0, gt=0, description="matches are counted over this much time back")
     warning: int | None = Field(None, ge=1, description="matches within the window that make the check WARNING")
@@ -53,13 +53,6 @@ class LogCheckConfig(CheckConfig):
     max_read_bytes: int = Field(
         16 * MIB, ge=1024, le=1024 * MIB, description="read at most this much per run; the rest is read by the next"
     )
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not os.path.isabs(value):
-            raise ValueError(f"{value!r} is not an absolute path")
-        return value
 
     @model_validator(mode="after")
     def _thresholds(self) -> LogCheckConfig:

@@ -34,7 +34,7 @@ from agent.checks.base import (
     worst,
 )
 from agent.checks.perfdata import ByteSize, human_bytes
-from agent.config.section import Pattern
+from agent.config.section import AbsolutePath, Pattern
 
 MAX_PIDS_SHOWN = 20
 
@@ -47,7 +47,7 @@ class ProcessConfig(CheckConfig):
         None, min_length=1, description="exact process name, as `ps -e` shows it (`name` is the check's own)"
     )
     cmdline: Pattern | None = Field(None, description="regular expression searched in the space-joined command line")
-    pidfile: str | None = Field(None, description="absolute path of a file holding the pid")
+    pidfile: AbsolutePath | None = Field(None, description="absolute path of a file holding the pid")
     min_count: int = Field(1, ge=0, description="fewer matching processes is CRITICAL")
     max_count: int | None = Field(None, ge=0, description="more matching processes is CRITICAL")
     cpu_warning: float | None = Field(None, ge=0, description="percent of one core, summed over the matches")
@@ -61,8 +61,6 @@ class ProcessConfig(CheckConfig):
         if len(given) != 1:
             raise ValueError(
                 f"give exactly one of process_name, cmdline or pidfile (got {', '.join(given) or 'none'})")
-        if self.pidfile is not None and not os.path.isabs(self.pidfile):
-            raise ValueError(f"pidfile {self.pidfile!r} must be an absolute path")
         if self.max_count is not None and self.max_count < self.min_count:
             raise ValueError(f"max_count ({self.max_count}) must not be below min_count ({self.min_count})")
         thresholds_ordered(self.cpu_warning, self.cpu_critical, "cpu")

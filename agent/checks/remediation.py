@@ -16,6 +16,7 @@ from typing import Any
 
 from agent.checks.base import RemediationAction
 from agent.checks.proc import run_program
+from agent.systemctl import act
 
 
 @dataclass
@@ -49,15 +50,12 @@ def decide(actions: list[RemediationAction], record: dict[str, Any], fails: int,
     return out
 
 
-def argv_of(action: RemediationAction, systemctl: str) -> list[str]:
-    if action.restart_unit is not None:
-        return [systemctl, "restart", "--", action.restart_unit]
-    return list(action.exec or [])
-
-
 async def execute(action: RemediationAction, systemctl: str, max_bytes: int) -> tuple[bool, str]:
     """Run the action; (succeeded, what happened in one line)."""
-    result = await run_program(argv_of(action, systemctl), action.timeout, max_bytes)
+    if action.restart_unit is not None:
+        result = await act(systemctl, "restart", action.restart_unit, action.timeout)
+    else:
+        result = await run_program(list(action.exec or []), action.timeout, max_bytes)
     if result.error:
         return False, result.error
     if result.timed_out:

@@ -1,11 +1,7 @@
 """`systemd`: a unit's ActiveState, SubState and restart count, from `systemctl show`.
 
-systemctl is run as a program (the `check_runner.systemctl` path) rather than spoken to over
-D-Bus: the same code then works against any systemctl, and a test can give it a fake one.
-Timestamps are asked for as `--timestamp=unix` (`@1700000000`, exact and zone-free) when
-systemctl knows the option; older ones print `Mon 2026-11-23 10:00:00 CET` in the host's zone,
-which is read as local time unless it says UTC. A systemctl that rejects the option is remembered
-(per program path) and asked without it from then on.
+systemctl (the `check_runner.systemctl` path) is run through `agent.systemctl`, which the
+managed units share: see there why a program rather than D-Bus, and how timestamps are read.
 
 What is bad, when the unit is expected active: not found, masked or broken unit files, `failed`
 and `inactive` are CRITICAL; `activating`, `reloading` and `deactivating` are transitions,
@@ -16,64 +12,22 @@ a WARNING: the service runs, but keeps dying.
 
 from __future__ import annotations
 
-import calendar
 import re
 import time
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+# A module import: agent.systemctl imports agent.checks.proc, so it may still be loading while this type registers.
+from agent import systemctl
 from agent.checks.base import Check, CheckConfig, CheckResult, Perfdata, Status, register, worst
 from agent.checks.perfdata import human_age
-from agent.checks.proc import ProcResult, run_program
 
 PROPERTIES = ("LoadState", "ActiveState", "SubState", "NRestarts", "MainPID", "ActiveEnterTimestamp")
 UNIT_TYPES = ("service", "socket", "device", "mount", "automount", "swap", "target", "path", "timer", "slice",
               "scope")
 UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\@-]{1,255}")
-# What systemctl says when PID 1 is not systemd (containers, this test machine) or its bus is unreachable.
-NOT_RUNNING = re.compile(r"not been booted with systemd|Failed to connect to bus|System has not been booted",
-                         re.IGNORECASE)
-# What a systemctl without `--timestamp=unix` says: "Invalid value: unix." (247-250) or, before
-# --timestamp existed (< 247), "unrecognized option '--timestamp=unix'".
-NO_UNIX_TIMESTAMP = re.compile(r"timestamp|Invalid value: unix|unrecognized option", re.IGNORECASE)
-_PRETTY = re.compile(r"(?:[A-Za-z]{3} )?(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(\.\d+)?(?: (\S+))?")
 _RUNNING_STATES = {"active", "activating", "reloading", "deactivating"}
-
-_no_unix_timestamps: set[str] = set()  # systemctl paths known to reject --timestamp=unix
-
-
-def parse_timestamp(value: str) -> float | None:
-    """Unix seconds from systemctl's `@1700000000` or `Mon 2026-11-23 10:00:00 UTC`; None when unset."""
-    value = value.strip()
-    if not value or value in ("n/a", "0", "@0"):
-        return None
-    if value.startswith("@"):
-        try:
-            ts = float(value[1:])
-        except ValueError:
-            return None
-        return ts if ts > 0 else None
-    match = _PRETTY.fullmatch(value)
-    if match is None:
-        return None
-    fields = time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
-    fraction = float(match.group(2) or 0)
-    zone = match.group(3)
-    if zone in ("UTC", "GMT"):
-        return calendar.timegm(fields) + fraction
-    if zone in time.tzname:  # the zone's abbreviation says whether daylight saving time applied
-        fields = time.struct_time((*fields[:8], time.tzname.index(zone)))
-    return time.mktime(fields) + fraction
-
-
-def parse_show(text: str) -> dict[str, str]:
-    props: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            props[key.strip()] = value.strip()
-    return props
 
 
 def _int(value: str | None) -> int | None:
@@ -99,49 +53,19 @@ class SystemdConfig(CheckConfig):
         return value
 
 
-def _first_line(result: ProcResult) -> str:
-    lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
-    return lines[0][:500] if lines else ""
-
-
 @register
 class SystemdCheck(Check):
     type = "systemd"
     Config = SystemdConfig
     timeout_status = Status.UNKNOWN  # a systemctl that hangs is a D-Bus problem, not the unit's
 
-    def _timeout(self) -> float:
-        return self.config.timeout * 0.9
-
-    async def _show(self, unit: str) -> ProcResult:
-        systemctl = self.ctx.systemctl
-        argv = [systemctl, "show", f"--property={','.join(PROPERTIES)}", "--no-pager"]
-        if systemctl not in _no_unix_timestamps:
-            result = await run_program([*argv, "--timestamp=unix", "--", unit], self._timeout(),
-                                       self.ctx.max_output_bytes)
-            if result.returncode == 0 or result.error is not None or result.timed_out:
-                return result
-            if NOT_RUNNING.search(result.stderr) or not NO_UNIX_TIMESTAMP.search(result.stderr):
-                return result
-            _no_unix_timestamps.add(systemctl)
-        return await run_program([*argv, "--", unit], self._timeout(), self.ctx.max_output_bytes)
-
     async def run(self) -> CheckResult:
         cfg = self.config
         assert isinstance(cfg, SystemdConfig)
-        unit = cfg.unit
-        result = await self._show(unit)
-        if result.error is not None:
-            return CheckResult(Status.UNKNOWN, result.error)
-        if result.timed_out:
-            return CheckResult(Status.UNKNOWN, f"systemctl show {unit} timed out after {self._timeout():g}s")
-        if result.returncode != 0:
-            reason = _first_line(result) or f"exit status {result.returncode}"
-            if NOT_RUNNING.search(result.stderr):
-                return CheckResult(Status.UNKNOWN, f"systemd is not running: {reason}")
-            return CheckResult(Status.UNKNOWN, f"systemctl show {unit} failed: {reason}")
-        props = parse_show(result.stdout)
-        return self._judge(cfg, props)
+        shown = await systemctl.show(self.ctx.systemctl, cfg.unit, PROPERTIES, cfg.timeout * 0.9)
+        if shown.error is not None:
+            return CheckResult(Status.UNKNOWN, shown.error)
+        return self._judge(cfg, shown.props)
 
     def _judge(self, cfg: SystemdConfig, props: dict[str, str]) -> CheckResult:
         unit = cfg.unit
@@ -150,7 +74,7 @@ class SystemdCheck(Check):
         sub = props.get("SubState", "")
         restarts = _int(props.get("NRestarts"))
         pid = _int(props.get("MainPID"))
-        since = parse_timestamp(props.get("ActiveEnterTimestamp", ""))
+        since = systemctl.parse_timestamp(props.get("ActiveEnterTimestamp", ""))
         details: dict[str, Any] = {"load_state": load, "active_state": active, "sub_state": sub,
                                    "restarts": restarts, "main_pid": pid or None, "active_since": since}
         perf: list[Perfdata] = []

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated
 
@@ -24,6 +25,16 @@ def _check_regex(value: str) -> str:
 
 
 Pattern = Annotated[str, AfterValidator(_check_regex)]
+
+
+def _check_absolute(value: str) -> str:
+    if not os.path.isabs(value):
+        raise ValueError(f"{value!r} is not an absolute path")
+    return value
+
+
+# A path the daemon opens itself: its working directory is not the operator's, so a relative one would surprise.
+AbsolutePath = Annotated[str, AfterValidator(_check_absolute)]
 
 
 def check_label_names(labels: dict[str, str]) -> dict[str, str]:

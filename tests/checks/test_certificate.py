@@ -15,10 +15,9 @@ import pydantic
 import pytest
 
 from agent.checks import tls
-from agent.checks.base import CheckContext, CheckResult, Status
+from agent.checks.base import CheckResult, Status
 from agent.checks.certificate import CertificateCheck, CertificateConfig
-from agent.config.errors import ConfigError
-from agent.config.loader import parse_sources
+from tests.checks.common import config_error, run_check
 from tests.checks.tls_fixtures import Issued, make_ca, make_leaf, server_context, write_pem
 from tests.conftest import free_port
 
@@ -56,12 +55,7 @@ def ca_file(ca: Issued, tmp_path: Path) -> str:
 
 
 async def probe(**settings: Any) -> CheckResult:
-    cfg = CertificateConfig.model_validate({"name": "cert", "type": "certificate", **settings})
-    check = CertificateCheck(cfg, CheckContext())
-    try:
-        return await check.run()
-    finally:
-        await check.close()
+    return await run_check(CertificateCheck, {"name": "cert", **settings})
 
 
 def days_left(result: CheckResult) -> float:
@@ -281,10 +275,9 @@ def test_bad_config_in_a_file_names_the_line() -> None:
             host: example.org
             file: /etc/ssl/example.pem
         """)
-    with pytest.raises(ConfigError) as err:
-        parse_sources({"/etc/vigil/checks.d/certs.yaml": text}, "/etc/vigil/checks.d/certs.yaml")
-    assert re.search(r"/etc/vigil/checks\.d/certs\.yaml:\d+: checks\[0\]", str(err.value)), str(err.value)
-    assert "give either host" in str(err.value)
+    message = config_error(text, "/etc/vigil/checks.d/certs.yaml")
+    assert re.search(r"/etc/vigil/checks\.d/certs\.yaml:\d+: checks\[0\]", message), message
+    assert "give either host" in message
 
 
 # --- name matching (agent.checks.tls) --------------------------------------------------------------

@@ -15,10 +15,9 @@ import pytest
 import agent.config  # noqa: F401  (first: importing agent.checks before agent.config is a circular import)
 
 # isort: split
-from agent.checks.base import CheckContext, CheckResult, Status
+from agent.checks.base import CheckResult, Status
 from agent.checks.dns import DnsCheck, DnsConfig
-from agent.config.errors import ConfigError
-from agent.config.loader import parse_sources
+from tests.checks.common import config_error, run_check
 
 PTR_QNAME = b"\xc0\x0c"  # compression pointer to the question's name, right after the 12-byte header
 
@@ -124,17 +123,8 @@ async def dns_server() -> AsyncIterator[tuple[str, Zone]]:
     transport.close()
 
 
-def make(**keys: object) -> DnsCheck:
-    cfg = DnsConfig.model_validate({"name": "t", "type": "dns", **keys})
-    return DnsCheck(cfg, CheckContext())
-
-
 async def run(**keys: object) -> CheckResult:
-    check = make(**keys)
-    try:
-        return await check.run()
-    finally:
-        await check.close()
+    return await run_check(DnsCheck, keys)
 
 
 async def test_system_resolver_localhost() -> None:
@@ -279,7 +269,6 @@ def test_server_forms_accepted() -> None:
 
 def test_config_error_has_file_and_line() -> None:
     text = "checks:\n  - name: resolver\n    type: dns\n    query: example.test\n    server: ns1.example\n"
-    with pytest.raises(ConfigError) as err:
-        parse_sources({"/etc/vigil/vigil.yaml": text}, "/etc/vigil/vigil.yaml")
-    assert "/etc/vigil/vigil.yaml:5: checks[0].server:" in str(err.value)
-    assert "must be an IP address" in str(err.value)
+    message = config_error(text)
+    assert "/etc/vigil/vigil.yaml:5: checks[0].server:" in message
+    assert "must be an IP address" in message

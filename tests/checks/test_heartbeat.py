@@ -8,11 +8,10 @@ import pytest
 import agent.config  # noqa: F401  (first: importing agent.checks before agent.config is a circular import)
 
 # isort: split
-from agent.checks.base import CheckContext, CheckResult, Status
+from agent.checks.base import CheckContext, Status
 from agent.checks.heartbeat import HeartbeatCheck, HeartbeatConfig, human
 from agent.checks.heartbeats import HeartbeatBook
-from agent.config.errors import ConfigError
-from agent.config.loader import parse_sources
+from tests.checks.common import config_error, perf
 
 TOKEN = "s3cr3t-token-0123456789"
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -31,10 +30,6 @@ def make(book: HeartbeatBook, clock: Clock, **keys: object) -> HeartbeatCheck:
         {"name": "nightly-backup", "type": "heartbeat", "period": "1h", "grace": "5m", "token": TOKEN, **keys}
     )
     return HeartbeatCheck(cfg, CheckContext(heartbeats=book, now=clock))
-
-
-def perf(result: CheckResult) -> dict[str, float]:
-    return {p.label: p.value for p in result.perfdata}
 
 
 async def test_on_time_due_and_late() -> None:
@@ -175,11 +170,8 @@ def test_short_token_error_does_not_show_it() -> None:
 def test_config_error_has_file_and_line() -> None:
     main = "/etc/vigil/vigil.yaml"
     text = "checks:\n  - name: backup\n    type: heartbeat\n    token: tiny-secret\n    period: 1d\n"
-    with pytest.raises(ConfigError) as err:
-        parse_sources({main: text}, main)
-    assert f"{main}:4: checks[0].token: token must have at least 16 characters" in str(err.value)
-    assert "tiny-secret" not in str(err.value)
+    message = config_error(text, main)
+    assert f"{main}:4: checks[0].token: token must have at least 16 characters" in message
+    assert "tiny-secret" not in message
     text = "checks:\n  - name: backup\n    type: heartbeat\n    token: " + TOKEN + "\n"
-    with pytest.raises(ConfigError) as err:
-        parse_sources({main: text}, main)
-    assert f"{main}:2: checks[0].period: required key is missing" in str(err.value)
+    assert f"{main}:2: checks[0].period: required key is missing" in config_error(text, main)

@@ -16,8 +16,7 @@ from aiohttp import web
 
 from agent.checks.base import CheckContext, CheckResult, Status
 from agent.checks.http import HttpCheck, HttpConfig, parse_json_path
-from agent.config.errors import ConfigError
-from agent.config.loader import parse_sources
+from tests.checks.common import config_error, perf, run_check
 from tests.checks.tls_fixtures import Issued, make_ca, make_leaf, server_context, write_pem
 from tests.conftest import free_port
 
@@ -109,16 +108,7 @@ async def serve() -> AsyncIterator[Serve]:
 
 
 async def probe(ctx: CheckContext | None = None, **settings: Any) -> CheckResult:
-    cfg = HttpConfig.model_validate({"name": "web", "type": "http", **settings})
-    check = HttpCheck(cfg, ctx or CheckContext())
-    try:
-        return await check.run()
-    finally:
-        await check.close()
-
-
-def perf(result: CheckResult) -> dict[str, float]:
-    return {p.label: p.value for p in result.perfdata}
+    return await run_check(HttpCheck, {"name": "web", **settings}, ctx)
 
 
 async def test_ok_answer(serve: Serve) -> None:
@@ -476,9 +466,7 @@ def test_bad_url_in_a_config_file_names_the_line() -> None:
               - path: "$.a..b"
                 equals: 1
         """)
-    with pytest.raises(ConfigError) as err:
-        parse_sources({"/etc/vigil/vigil.yaml": text}, "/etc/vigil/vigil.yaml")
-    message = str(err.value)
+    message = config_error(text)
     assert "/etc/vigil/vigil.yaml:4: checks[0].url:" in message
     assert "scheme must be http or https" in message
     assert re.search(r"/etc/vigil/vigil\.yaml:(9|10): checks\[1\]\.json_conditions\[0\]", message), message

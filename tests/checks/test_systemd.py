@@ -12,9 +12,9 @@ import pytest
 
 from agent.checks.base import CheckContext, CheckResult, Status
 from agent.checks.proc import run_program
-from agent.checks.systemd import SystemdCheck, SystemdConfig, parse_timestamp
-from agent.config.errors import ConfigError
-from agent.config.loader import parse_sources
+from agent.checks.systemd import SystemdCheck, SystemdConfig
+from agent.systemctl import parse_timestamp
+from tests.checks.common import config_error, perf, run_check
 from tests.checks.fake_systemctl import install, read_state, write_state
 from tests.conftest import require_binary
 
@@ -26,15 +26,7 @@ def config(unit: str, **keys: Any) -> SystemdConfig:
 
 
 async def run_once(systemctl: Path | str, unit: str, **keys: Any) -> CheckResult:
-    check = SystemdCheck(config(unit, **keys), CheckContext(systemctl=str(systemctl)))
-    try:
-        return await check.run()
-    finally:
-        await check.close()
-
-
-def perf(result: CheckResult) -> dict[str, float]:
-    return {p.label: p.value for p in result.perfdata}
+    return await run_check(SystemdCheck, {"unit": unit, **keys}, CheckContext(systemctl=str(systemctl)))
 
 
 async def test_active_unit_is_ok_with_uptime_and_restarts(tmp_path: Path) -> None:
@@ -208,10 +200,9 @@ def test_bad_unit_in_config_file_names_file_and_line() -> None:
         "    type: systemd\n"
         "    unit: 'nginx service'\n"
     )
-    with pytest.raises(ConfigError) as err:
-        parse_sources({"/etc/vigil/vigil.yaml": text}, "/etc/vigil/vigil.yaml")
-    assert "/etc/vigil/vigil.yaml:4: checks[0].unit:" in str(err.value)
-    assert "is not a systemd unit name" in str(err.value)
+    message = config_error(text)
+    assert "/etc/vigil/vigil.yaml:4: checks[0].unit:" in message
+    assert "is not a systemd unit name" in message
 
 
 async def systemctl_verb(argv: list[str]) -> tuple[int, str]:

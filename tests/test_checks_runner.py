@@ -90,6 +90,9 @@ def test_flap_protection_incident_and_recovery(make_vigil, listener) -> None:
     assert opened[0]["severity"] == "critical"
     assert v.metric("vigil_check_status", {"check": "db", "type": "tcp"}) == 2
     assert v.metric("vigil_check_up", {"check": "db"}) == 0
+    health = v.get("/api/v1/health").json()["data"]
+    assert health["checks"] == {"total": 1, "by_state": {"critical": 1}, "failing": ["db"]}
+    assert health["overall"]["status"] == "healthy"  # the host's trouble, not Vigil's
 
     listener.open()
     assert run(v, "db")["state"]["state"] == "critical"  # one success does not end an outage

@@ -91,8 +91,21 @@ async def health(request: web.Request) -> web.Response:
             "hostname": svc.hostname,
         },
         "components": parts,
+        "checks": checks_summary(svc),
         "resources": svc.hostview.resources(),
     })
+
+
+def checks_summary(svc: Services) -> dict[str, Any]:
+    """The host's checks at a glance; they say how the host is, so they do not change Vigil's own status."""
+    by_state: dict[str, int] = {}
+    failing = []
+    for name, entry in sorted(svc.checks.entries.items()):
+        state = entry.flap.state.label if entry.flap.state is not None else "pending"
+        by_state[state] = by_state.get(state, 0) + 1
+        if state in ("critical", "unknown"):
+            failing.append(name)
+    return {"total": len(svc.checks.entries), "by_state": by_state, "failing": failing}
 
 
 @ROUTES.route("GET", "/api/v1/status", summary="Version, hostname, uptime, config version, components",

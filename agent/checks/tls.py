@@ -14,11 +14,10 @@ import ipaddress
 import os
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import NameOID
+if TYPE_CHECKING:
+    from cryptography import x509
 
 DAY = 86400.0
 
@@ -77,15 +76,23 @@ def _utc(cert: x509.Certificate, attr: str) -> dt.datetime:
 
 def load_der(data: bytes) -> x509.Certificate:
     """Raises ValueError for bytes that are not a certificate."""
+    from cryptography import x509  # imported when first needed: 8 MiB a host without TLS checks does not pay
+
     return x509.load_der_x509_certificate(data)
 
 
 def load_pem(data: bytes) -> list[x509.Certificate]:
     """Every certificate of a PEM file, in file order; ValueError when there is none or one is broken."""
+    from cryptography import x509
+
     return x509.load_pem_x509_certificates(data)
 
 
 def facts(cert: x509.Certificate) -> CertFacts:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

@@ -89,3 +89,19 @@ def test_shipped_check_examples_are_valid() -> None:
     else:
         doc["checks"] = [c for c in doc["checks"] if c["type"] != "command"]
         assert parse_sources({"t.yaml": yaml.safe_dump(doc)}, "t.yaml").config.checks
+
+
+def test_duplicate_names_point_at_the_second_definition() -> None:
+    from agent.config.errors import ConfigError
+
+    main = "checks:\n  - {name: web, type: tcp, host: h, port: 80}\nunits:\n  - {name: w, unit: a.service}\n" \
+           "  - {name: w, unit: b.service}\n"
+    dropin = "checks:\n  - name: web\n    type: tcp\n    host: h\n    port: 81\n"
+    try:
+        parse_sources({"/e/vigil.yaml": main, "/e/checks.d/web.yaml": dropin}, "/e/vigil.yaml")
+    except ConfigError as exc:
+        text = str(exc)
+    else:
+        raise AssertionError("duplicate names were accepted")
+    assert "/e/checks.d/web.yaml:2: checks[1].name: duplicate check name 'web' (first at checks[0])" in text
+    assert "/e/vigil.yaml:5: units[1].name: duplicate unit name 'w' (first at units[0])" in text

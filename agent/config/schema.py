@@ -291,14 +291,20 @@ class CheckRunnerConfig(Section):
     )
 
 
+def _unique_names(items: list[CheckConfigBase] | list[UnitConfig], what: str) -> dict[str, int]:
+    """Index by name; a repeated name is an error naming both entries (`at [i]...` for file:line)."""
+    index: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.name in index:
+            first = index[item.name]
+            raise ValueError(f"at [{i}].name: duplicate {what} name {item.name!r} (first at {what}s[{first}])")
+        index[item.name] = i
+    return index
+
+
 def _check_relations(checks: list[CheckConfigBase]) -> None:
     """Unique names, dependencies that exist and do not loop; errors name the entry (`at [i]...`)."""
-    index: dict[str, int] = {}
-    for i, check in enumerate(checks):
-        if check.name in index:
-            first = index[check.name]
-            raise ValueError(f"at [{i}].name: duplicate check name {check.name!r} (first at checks[{first}])")
-        index[check.name] = i
+    index = _unique_names(checks, "check")
     for i, check in enumerate(checks):
         for j, dep in enumerate(check.depends_on):
             if dep not in index:
@@ -364,12 +370,7 @@ class Config(Section):
     @field_validator("units")
     @classmethod
     def _units(cls, units: list[UnitConfig]) -> list[UnitConfig]:
-        seen: dict[str, int] = {}
-        for i, unit in enumerate(units):
-            if unit.name in seen:
-                first = seen[unit.name]
-                raise ValueError(f"at [{i}].name: duplicate unit name {unit.name!r} (first at units[{first}])")
-            seen[unit.name] = i
+        _unique_names(units, "unit")
         return units
 
     @field_validator("listen")

@@ -70,6 +70,10 @@ def parser() -> argparse.ArgumentParser:
     revoke.add_argument("id")
 
     sub.add_parser("version", help="print the version")
+    test = sub.add_parser("test", help="run tests locally, without a daemon")
+    test_sub = test.add_subparsers(dest="test_command", required=True)
+    test_rules = test_sub.add_parser("rules", help="run rule unit tests (promtool's format); exit 1 on failure")
+    test_rules.add_argument("files", nargs="+", metavar="FILE", help="unit test files")
     querycli.add_commands(sub, _add_client)
     checkcli.add_commands(sub, _add_client)
     return ap
@@ -90,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(Config.model_json_schema(), indent=2))
         return 0
+    if args.command == "test":
+        from agent.alerting import unittest as rule_tests
+
+        return rule_tests.run(args.files)
     if args.command == "version":
         print(f"vigil {__version__}")
         return 0

@@ -252,13 +252,16 @@ def test_memory_rejects_bad_series() -> None:
 
 
 def test_series_notation() -> None:
-    values = expand_series_notation("0+10x3 _ _x2 stale 5x2 -1-1x2 0x1f Inf -Inf 0.1+0.1x2")
+    values = expand_series_notation("0+10x3 _ _x2 stale 5x2 -1-1x2 0x2 Inf -Inf 0.1+0.1x2")
     assert values[:8] == [0.0, 10.0, 20.0, 30.0, None, None, None, "stale"]
-    assert values[8:] == [5.0, 5.0, 5.0, -1.0, -2.0, -3.0, 31.0, math.inf, -math.inf, 0.1, 0.2, 0.30000000000000004]
+    assert values[8:] == [5.0, 5.0, 5.0, -1.0, -2.0, -3.0, 0.0, 0.0, 0.0, math.inf, -math.inf, 0.1, 0.2,
+                          0.30000000000000004]  # 0x2 is "0 three times", as in promtool, not hex
     assert math.isnan(expand_series_notation("NaN")[0])
     assert is_stale(STALE_NAN)
     with pytest.raises(SeriesNotationError):
         expand_series_notation("1 two")
+    with pytest.raises(SeriesNotationError):
+        expand_series_notation("0x1f")
 
 
 def test_predict_linear_anchors_at_the_step_time_under_at() -> None:

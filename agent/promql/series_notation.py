@@ -14,7 +14,7 @@ from typing import Literal
 SeriesValue = float | None | Literal["stale"]
 
 _UNSIGNED = (
-    r"(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+    r"(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
     r"|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])"
 )
 _ITEM = re.compile(

@@ -1,0 +1,1 @@
+"""Rule files, rule evaluation with Prometheus semantics, and the alert state machine."""

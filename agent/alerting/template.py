@@ -13,10 +13,18 @@ Like Prometheus's rules manager, `compile(text, name)` prepends the header that 
 template is parsed once and executed many times; `compile` keeps a bounded cache keyed by the text.
 `query` runs only when the caller gives a query function (the rule evaluator's PromQL); `tmpl`
 exists only in Prometheus's HTML console templates and is not defined here, as in alert templates.
+
+Where this differs from Go, on purpose: pointers nested in printed values (a query result inside a
+slice) print as made-up addresses, as Go's own vary from run to run; {{template}} calls nest at most
+64 deep and parentheses 100 deep (Go: 100000 and 10000), which keeps within Python's stack; Go's
+unsigned integer types do not exist here (Python ints are Go's int); text mode only, as alert
+templates are (no html/template escaping); Go regexps go through agent.promql.functions_regex, whose
+error texts can differ slightly from Go's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import math
@@ -63,7 +71,7 @@ class _CallError(Exception):
 # Values
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AlertData:
     """The data of an alert template: Prometheus's AlertTemplateData (`.Labels`, `.Value`, ...)."""
 
@@ -99,6 +107,13 @@ class _SafeHTML(str):
     """html/template.HTML, what `safeHtml` returns: a string, but not of Go type string."""
 
     __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Deref:
+    """The template.sample a *template.sample points to, as a template prints it."""
+
+    sample: Sample
 
 
 class _NilInterface:
@@ -165,6 +180,8 @@ def _go_type(v: Any) -> str:
         return "*template.sample"
     if t is _GoTime:
         return "*time.Time"
+    if t is _Deref:
+        return "template.sample"
     if t is AlertData:
         return _ALERT_DATA_TYPE
     if t is _NilInterface:
@@ -330,14 +347,6 @@ def _fmt_float_v(x: float) -> str:
         text = digits[0] + ("." + digits[1:] if len(digits) > 1 else "") + f"e+{len(ip) - 1:02d}"
         return "-" + text if x < 0 else text
     return _float_text(x, "g", -1)
-
-
-def _fmt_complex_v(z: complex) -> str:
-    re_part = _float_text(z.real, "g", -1)
-    im = _float_text(z.imag, "g", -1)
-    if not im.startswith(("-", "+")):
-        im = "+" + im
-    return f"({re_part}{im}i)"
 
 
 def _sprint_value(v: Any) -> str:
@@ -550,8 +559,22 @@ class _Printer:
                       ("ExternalURL", v.external_url), ("Value", float(v.value))]
             return "{" + self.struct_fields(fields, verb, depth) + "}"
         if t is Sample:
-            return "&{" + self.struct_fields([("Labels", v.labels), ("Value", v.value)], verb, depth) + "}"
+            if depth == 0:  # a pointer to a struct prints as &{...} at the top only
+                return "&{" + self.struct_fields([("Labels", v.labels), ("Value", v.value)], verb, depth) + "}"
+            return self.fmt_pointer(v, verb)
+        if t is _Deref:
+            s = v.sample
+            return "{" + self.struct_fields([("Labels", s.labels), ("Value", s.value)], verb, depth) + "}"
         return self.pad(str(v))
+
+    def fmt_pointer(self, v: Any, verb: str) -> str:
+        """A pointer below the top level prints as its address (Go's will differ from run to run)."""
+        address = 0xC000000000 + (id(v) & 0xFFFFFFF)
+        if verb == "v":
+            return self.pad(f"0x{address:x}")
+        if verb in "bodxX":
+            return self.fmt_integer(address, verb)
+        return f"%!{verb}({_go_type(v)}={self.arg(v, 'v')})"
 
     def struct_fields(self, fields: list[tuple[str, Any]], verb: str, depth: int) -> str:
         named = self.f.plus_v or self.f.sharp_v
@@ -574,6 +597,38 @@ class _Printer:
         return " ".join(self.arg(a, "v") for a in args) + "\n"
 
     def sprintf(self, fmt: str, args: Sequence[Any]) -> str:
+        """fmt.Sprintf; formats without `*` or `[n]` are parsed once and kept (they do not depend on args)."""
+        pieces = _simple_format(fmt) if "*" not in fmt and "[" not in fmt else None
+        if pieces is None:
+            return self.sprintf_general(fmt, args)
+        out: list[str] = []
+        arg_num = 0
+        for piece in pieces:
+            if type(piece) is str:
+                out.append(piece)
+                continue
+            verb, minus, plus, sharp, space, zero, wid, prec = piece
+            if verb == "%":
+                out.append("%")
+            elif verb == "":
+                out.append("%!(NOVERB)")
+            elif arg_num >= len(args):
+                out.append(f"%!{verb}(MISSING)")
+            else:
+                f = self.f = _Flags()
+                f.minus, f.plus, f.sharp, f.space, f.zero, f.wid, f.prec = minus, plus, sharp, space, zero, wid, prec
+                if verb == "v":
+                    f.sharp_v, f.sharp = f.sharp, False
+                    f.plus_v, f.plus = f.plus, False
+                out.append(self.arg(args[arg_num], verb))
+                arg_num += 1
+        if arg_num < len(args):
+            self.f = _Flags()
+            extra = ", ".join("<nil>" if a is None else f"{_go_type(a)}={self.arg(a, 'v')}" for a in args[arg_num:])
+            out.append(f"%!(EXTRA {extra})")
+        return "".join(out)
+
+    def sprintf_general(self, fmt: str, args: Sequence[Any]) -> str:
         out: list[str] = []
         end = len(fmt)
         arg_num = 0
@@ -693,6 +748,49 @@ class _Printer:
         if 0 <= index < num_args:
             return index, close + 1, True, True, True
         return arg_num, close + 1, True, True, False
+
+
+@functools.lru_cache(maxsize=1024)
+def _simple_format(fmt: str) -> tuple[Any, ...]:
+    """A Printf format without `*` or `[n]`, split into literal text and verbs with their flags:
+    (verb, minus, plus, sharp, space, zero, width, precision); verb "" is a trailing lone `%`."""
+    pieces: list[Any] = []
+    end = len(fmt)
+    i = 0
+    while i < end:
+        j = fmt.find("%", i)
+        if j < 0:
+            pieces.append(fmt[i:])
+            break
+        if j > i:
+            pieces.append(fmt[i:j])
+        i = j + 1
+        minus = plus = sharp = space = zero = False
+        while i < end and fmt[i] in "#0+- ":
+            c = fmt[i]
+            if c == "#":
+                sharp = True
+            elif c == "0":
+                zero = not minus
+            elif c == "+":
+                plus = True
+            elif c == "-":
+                minus, zero = True, False
+            else:
+                space = True
+            i += 1
+        wid, i = _parse_num(fmt, i, end)
+        prec = None
+        if i + 1 < end and fmt[i] == ".":
+            prec, i = _parse_num(fmt, i + 1, end)
+            if prec is None:
+                prec = 0
+        if i >= end:
+            pieces.append(("", minus, plus, sharp, space, zero, wid, prec))
+            break
+        pieces.append((fmt[i], minus, plus, sharp, space, zero, wid, prec))
+        i += 1
+    return tuple(pieces)
 
 
 def _parse_num(s: str, start: int, end: int) -> tuple[int | None, int]:
@@ -1672,7 +1770,7 @@ def _simplify_complex(n: _NumberNode) -> None:
 
 
 class _ParseError(Exception):
-    pass
+    """Go's parse error text; the parser raises it where Go's panics."""
 
 
 class _Tree:
@@ -2128,10 +2226,10 @@ def _eq(arg1: Any, *arg2: Any) -> bool:
             if arg1 is None or arg is None:
                 truth = (arg1 is None) == (arg is None)
             elif _kind_name(arg1) != _kind_name(arg):
-                raise _CallError(f"non-comparable types {_sprint_value(arg1)}: {_go_type(arg1)}, "
+                raise _CallError(f"non-comparable types {_Printer().arg(arg1, 's')}: {_go_type(arg1)}, "
                                  f"{_go_type(arg)}: {_sprint_value(arg)}")
             elif not _comparable(arg):
-                raise _CallError(f"non-comparable type {_sprint_value(arg)}: {_go_type(arg)}")
+                raise _CallError(f"non-comparable type {_Printer().arg(arg, 's')}: {_go_type(arg)}")
             else:
                 truth = arg1 is arg
         if truth:
@@ -2229,7 +2327,7 @@ def _index(item: Any, *indexes: Any) -> Any:
                 found = _NIL_IFACE if type(item) is _AnyMap else ""
             item = found
         else:
-            raise _CallError(f"can't index item of type {_go_type(item)}")
+            raise _CallError(f"can't index item of type {_go_type(item).removeprefix('*')}")
     return item
 
 
@@ -2269,9 +2367,19 @@ def _call(fn: Any, *args: Any) -> Any:
 
 
 def _eval_args(args: Sequence[Any]) -> str:
+    """fmt.Sprint of the arguments as a template prints them (html, js, urlquery)."""
     if len(args) == 1 and type(args[0]) is str:
         return args[0]  # type: ignore[no-any-return]
-    return _Printer().sprint(args)
+    return _Printer().sprint([_printable(a) for a in args])
+
+
+def _printable(v: Any) -> Any:
+    """Go's printableValue: a missing value prints `<no value>`, a pointer prints what it points to."""
+    if v is None or v is _NIL_IFACE:
+        return "<no value>"
+    if type(v) is Sample:
+        return _Deref(v)
+    return v
 
 
 def _html_escape(*args: Any) -> str:
@@ -2542,7 +2650,7 @@ def _strip_domain(hostport: str) -> str:
     return host
 
 
-_DURATION_RE = re.compile(r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$")
+_DURATION_RE = re.compile(r"(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?")
 
 
 def _parse_duration(s: str) -> float:
@@ -2551,7 +2659,7 @@ def _parse_duration(s: str) -> float:
         return 0.0
     if s == "":
         raise _CallError("empty duration string")
-    m = _DURATION_RE.match(s)
+    m = _DURATION_RE.fullmatch(s)
     if m is None:
         raise _CallError(f"not a valid duration string: {_go_quote(s)}")
     ms = 0
@@ -2570,7 +2678,9 @@ def _first(v: _QueryResult) -> Sample:
     return v[0]  # type: ignore[no-any-return]
 
 
-def _sort_by_label(label: str, v: _QueryResult) -> _QueryResult:
+def _sort_by_label(label: str, v: _QueryResult | None) -> _QueryResult:
+    if v is None:
+        return _QueryResult()
     v.sort(key=lambda s: s.labels.get(label, ""))
     return v
 
@@ -2697,11 +2807,11 @@ def _time_methods(t: _GoTime) -> dict[str, _Func]:
 
 
 class _Break(Exception):
-    pass
+    """{{break}}: leaves the innermost range."""
 
 
 class _Continue(Exception):
-    pass
+    """{{continue}}: goes on with the innermost range's next element."""
 
 
 class _State:
@@ -2763,7 +2873,7 @@ class _State:
             val = self.eval_pipeline(dot, node.pipe)  # type: ignore[attr-defined]
             if not node.pipe.decl:  # type: ignore[attr-defined]
                 self.node = node
-                self.out.append("<no value>" if val is None else _sprint_value(val))
+                self.out.append(_sprint_value(_printable(val)))
         elif t is _TextNode:
             self.out.append(node.text)  # type: ignore[attr-defined]
         elif t is _ListNode:
@@ -2810,24 +2920,20 @@ class _State:
             elif _is_map(val):
                 items = ((k, val[k]) for k in sorted(val, key=_sort_key))
             else:
-                raise self.errorf(f"range can't iterate over {_sprint_value(val)}")
+                raise self.errorf(f"range can't iterate over {_sprint_value(_printable(val))}")
             empty = True
-            for index, elem in items:
-                empty = False
-                if ndecl > 0:
-                    self.vars[-1][1] = elem
-                if ndecl > 1:
-                    self.vars[-2][1] = index
-                try:
-                    self.walk(elem, r.list)
-                except _Continue:
-                    pass
-                finally:
+            with contextlib.suppress(_Break):
+                for index, elem in items:
+                    empty = False
+                    if ndecl > 0:
+                        self.vars[-1][1] = elem
+                    if ndecl > 1:
+                        self.vars[-2][1] = index
+                    with contextlib.suppress(_Continue):
+                        self.walk(elem, r.list)
                     del self.vars[mark:]
-            if empty and r.else_list is not None:
-                self.walk(dot, r.else_list)
-        except _Break:
-            pass
+                if empty and r.else_list is not None:
+                    self.walk(dot, r.else_list)
         finally:
             del self.vars[outer:]
 
@@ -3176,9 +3282,9 @@ def expand_alert_template(name: str, text: str, data: Any, query: Callable[[str]
     except TemplateError as exc:
         raise TemplateError(f"error parsing template {name}: {exc}") from None
     if type(data) is not AlertData:
-        data = AlertData(data.labels, data.value, data.external_labels, data.external_url)
         if query is None:
             query = getattr(data, "query", None)
+        data = AlertData(data.labels, data.value, data.external_labels, data.external_url)
     try:
         return template.render(data, query)
     except TemplateError as exc:

@@ -13,6 +13,7 @@ import faulthandler
 import gc
 import os
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -25,6 +26,9 @@ import structlog
 from aiohttp import web
 
 from agent import __version__, logs
+from agent.alerting.maintenance import Maintenance
+from agent.alerting.manager import RuleManager
+from agent.alerting.silencebook import SilenceBook
 from agent.api.app import build_app
 from agent.api.ratelimit import RateLimiter
 from agent.api.services import Services
@@ -43,6 +47,8 @@ from agent.events import EventBus
 from agent.exporter import Exporter
 from agent.history import History
 from agent.hostview import HostView
+from agent.notify.dispatcher import Dispatcher
+from agent.notify.outbox import Outbox
 from agent.processes import ProcessTable
 from agent.scheduler import Scheduler
 from agent.sdnotify import Notifier, watchdog_interval
@@ -130,6 +136,8 @@ class Daemon:
         history: History | None = None
         checks: CheckRunner | None = None
         units: UnitManager | None = None
+        rules: RuleManager | None = None
+        notifier: Dispatcher | None = None
         try:
             keys = KeyRing(store)
             try:
@@ -156,36 +164,71 @@ class Daemon:
             collectors = CollectorRunner(ctx, scheduler, bus, self.metrics)
             collectors.add_hook(history.collector_hook)
             audit = Audit(store)
+            silences = SilenceBook(store, bus, audit)
+            maintenance = Maintenance(store, bus, audit, scheduler, config.maintenance)
+            try:
+                await silences.load()
+                await maintenance.load()
+            except StoreError as exc:
+                raise StartupError(f"cannot load silences and maintenance periods: {exc}") from None
             check_ctx = CheckContext(config.check_runner.max_output_bytes, config.check_runner.systemctl,
                                      config.collectors.proc_path, state_dir)
             checks = CheckRunner(store, scheduler, bus, self.metrics, audit, check_ctx, config.check_runner)
+            checks.maintenance_active = maintenance.is_active
             checks.add_hook(history.collector_hook)
             try:
                 await checks.load()
             except StoreError as exc:
                 raise StartupError(f"cannot load the state of checks: {exc}") from None
+            rules = RuleManager(store, history.tsdb, scheduler, bus, audit, config.alerting,
+                                engine=history.queries.engine, default_url=f"http://{config.listen}")
+            hostname = config.hostname or socket.gethostname()
+            notifier = Dispatcher(
+                store, Outbox(store, self.metrics, config.notifications.outbox), bus, config.notifications, hostname,
+                silenced_by=silences.silenced_by, in_maintenance=maintenance.is_active,
+                resend_delay=lambda: rules.config.resend_delay if rules else 60.0,
+                external_url=lambda: rules.external_url if rules else "",
+            )
+            try:
+                await rules.load()
+                await notifier.load()
+            except StoreError as exc:
+                raise StartupError(f"cannot load the state of alerts: {exc}") from None
+            rules.add_sink(notifier.process)
+            rules.on_acknowledged(notifier.acknowledged)
+            silences.on_change(notifier.held)
+            maintenance.on_change(lambda _active: notifier.held())
             exporter = Exporter(collectors, self.metrics)
             exporter.live.register(CheckMetrics(checks))
             hostview = HostView(collectors)
             limiter = RateLimiter(config.api.rate_limit)
             svc = Services(
                 config=manager, store=store, keys=keys, bus=bus, scheduler=scheduler, collectors=collectors,
-                exporter=exporter, checks=checks, audit=audit,
+                exporter=exporter, checks=checks, audit=audit, silences=silences, maintenance=maintenance,
                 processes=ProcessTable(config.processes.cache_ttl, config.collectors.proc_path),
                 metrics=self.metrics, hostview=hostview, limiter=limiter,
                 tsdb=history.tsdb, queries=history.queries, units=units,
-                started_at=started_at,
+                started_at=started_at, rules=rules, notifier=notifier,
                 is_ready=lambda: self._ready,
             )
             self._history = history
             manager.on_apply(lambda new, old: self._apply(svc, new, old))
 
             scheduler.start()
+            maintenance.start()
+            scheduler.every("alerting.silences_tick", 1.0, silences.tick)
+            scheduler.every("alerting.silences_prune", 3600.0, silences.prune, first_in=60.0)
             history.start(scheduler)
             collectors.configure(config.collectors)
             await units.start()
             checks.start()
             await checks.configure(config.checks)
+            await notifier.configure(config.notifications)
+            notifier.start()
+            scheduler.every("notify.tick", 1.0, notifier.tick)
+            scheduler.every("notify.prune", 60.0, notifier.prune, first_in=60.0)
+            rules.start()
+            await rules.configure(loaded.rule_groups)
             scheduler.every("vigil.keys_last_used", 60, keys.flush_last_used)
 
             runner = web.AppRunner(build_app(svc), access_log=None, handle_signals=False,
@@ -228,6 +271,10 @@ class Daemon:
                 await _logged("api_stop_failed", runner.cleanup())  # stop accepting, finish in-flight requests
             if collectors is not None:
                 collectors.close()
+            if rules is not None:
+                await _logged("rules_stop_failed", rules.close())
+            if notifier is not None:
+                await _logged("notify_stop_failed", notifier.close())
             if checks is not None:
                 await _logged("checks_stop_failed", checks.close())
             if units is not None:
@@ -247,8 +294,9 @@ class Daemon:
         log.info("vigil_stopped")
         return 0
 
-    async def _apply(self, svc: Services, new: Config, old: Config) -> None:
+    async def _apply(self, svc: Services, new_loaded: LoadedConfig, old_loaded: LoadedConfig) -> None:
         """Hand a validated config to the running components (no restart, state kept)."""
+        new, old = new_loaded.config, old_loaded.config
         if new.log != old.log:
             logs.configure(new.log.level, new.log.format)
         svc.limiter.config = new.api.rate_limit
@@ -259,9 +307,17 @@ class Daemon:
             await svc.checks.configure(new.checks, new.check_runner)
         if new.history != old.history and self._history is not None:
             self._history.configure(new.history)
+        if new.maintenance != old.maintenance:
+            svc.maintenance.configure(new.maintenance)
         if new.units != old.units or new.check_runner.systemctl != old.check_runner.systemctl:
             await svc.units.configure(new.units, systemctl=new.check_runner.systemctl)
-        if (new.include, new.reload) != (old.include, old.reload):
+        if svc.rules is not None:
+            svc.rules.engine = svc.queries.engine
+            if new_loaded.rule_groups != old_loaded.rule_groups or new.alerting != old.alerting:
+                await svc.rules.configure(new_loaded.rule_groups, new.alerting)
+        if svc.notifier is not None and new.notifications != old.notifications:
+            await svc.notifier.configure(new.notifications)
+        if (new.include, new.reload, new.alerting.rule_files) != (old.include, old.reload, old.alerting.rule_files):
             await self._restart_watcher(new)
 
     async def _restart_watcher(self, config: Config) -> None:
@@ -271,7 +327,8 @@ class Daemon:
             await self._watcher.stop()
             self._watcher = None
         if config.reload.watch:
-            self._watcher = ConfigWatcher(self.options.config_path, config.include, config.reload.debounce,
+            self._watcher = ConfigWatcher(self.options.config_path, config.include + config.alerting.rule_files,
+                                          config.reload.debounce,
                                           lambda _paths: self._reload(manager, "file"))
             self._watcher.start()
 

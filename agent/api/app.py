@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from agent.api.middlewares import ENDPOINTS, authenticate, envelope, input_limits
+from agent.api.middlewares import ENDPOINTS, authenticate, envelope, input_limits, maintenance_gate
 from agent.api.routes import ROUTES
 from agent.api.services import SERVICES, Services
 
 
 def build_app(svc: Services) -> web.Application:
     # The body limit is enforced by our middleware from live config; aiohttp's own is a backstop.
-    app = web.Application(middlewares=[envelope, authenticate, input_limits], client_max_size=64 * 1024 * 1024)
+    app = web.Application(middlewares=[envelope, authenticate, maintenance_gate, input_limits],
+                          client_max_size=64 * 1024 * 1024)
     app[SERVICES] = svc
     table = {}
     for ep in ROUTES.endpoints:

@@ -1,5 +1,6 @@
 """Request id, error envelope + access log + request metrics, then auth with scopes, then
-rate limits. Order matters: every answer, even a 404 or a crash, leaves through the envelope."""
+rate limits, then the maintenance gate. Order matters: every answer, even a 404 or a crash, leaves
+through the envelope."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from agent.api.errors import ApiError, error_response
+from agent.api.formats import iso
 from agent.api.routing import Endpoint
 from agent.api.services import services
 from agent.auth.keys import AuthFailure
@@ -115,6 +117,38 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if not response.prepared:
         response.headers.update(verdict.headers())
     return response
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@web.middleware
+async def maintenance_gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """In maintenance mode, changes only from allowed addresses: 503 MAINTENANCE_MODE for a mutating
+    request to a route that needs a write or admin scope. Reads (also read-only POSTs such as
+    /api/v1/query), unauthenticated routes (probes, /metrics, the heartbeat pings of cron jobs, which keep
+    their schedule through maintenance) and the maintenance routes themselves are never refused."""
+    if request.method in _SAFE_METHODS:
+        return await handler(request)
+    endpoint = endpoint_of(request)
+    if endpoint is None or endpoint.scope is None or endpoint.scope.startswith("read:") or (
+        endpoint.scope == "write:maintenance"
+    ):
+        return await handler(request)
+    maintenance = services(request).maintenance
+    period = maintenance.active()
+    if period is None or maintenance.allows(request.remote):
+        return await handler(request)
+    retry = maintenance.retry_after()
+    log.info("maintenance_refused", method=request.method, path=request.path, remote=request.remote,
+             maintenance_id=period.id)
+    raise ApiError(
+        503, "System is currently in maintenance mode" + (f": {period.notification_message}"
+                                                          if period.notification_message else ""),
+        {"maintenance_id": period.id, "reason": period.reason,
+         "estimated_completion": iso(period.ends_at), "notification_message": period.notification_message},
+        error_type="MAINTENANCE_MODE", headers={"Retry-After": str(retry)} if retry is not None else None,
+    )
 
 
 @web.middleware

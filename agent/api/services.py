@@ -10,6 +10,9 @@ from functools import cached_property
 
 from aiohttp import web
 
+from agent.alerting.maintenance import Maintenance
+from agent.alerting.manager import RuleManager
+from agent.alerting.silencebook import SilenceBook
 from agent.api.ratelimit import RateLimiter
 from agent.audit import Audit
 from agent.auth.keys import KeyRing
@@ -20,6 +23,7 @@ from agent.config.manager import ConfigManager
 from agent.events import EventBus
 from agent.exporter import Exporter
 from agent.hostview import HostView
+from agent.notify.dispatcher import Dispatcher
 from agent.processes import ProcessTable
 from agent.queries import QueryService
 from agent.scheduler import Scheduler
@@ -47,8 +51,12 @@ class Services:
     units: UnitManager
     checks: CheckRunner
     audit: Audit
+    silences: SilenceBook
+    maintenance: Maintenance
     started_at: float
     is_ready: Callable[[], bool]
+    rules: RuleManager | None = None
+    notifier: Dispatcher | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 

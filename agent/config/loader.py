@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import fnmatch
 import glob
 import os
 import re
@@ -11,12 +12,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from agent.alerting.rulefile import RuleGroup, parse_rule_file
 from agent.config.errors import ConfigError, ConfigIssue
-from agent.config.schema import Config
+from agent.config.schema import AlertingConfig, Config
 from agent.config.secrets import mask_paths, resolve_references
 from agent.config.yamlsource import Located, Path, format_path, merge, parse_yaml
 
 DEFAULT_INCLUDE = Config.model_fields["include"].default_factory()  # type: ignore[misc]
+DEFAULT_RULE_FILES = AlertingConfig.model_fields["rule_files"].default_factory()  # type: ignore[misc]
 
 
 @dataclass
@@ -26,6 +29,9 @@ class LoadedConfig:
     sources: dict[str, str]  # file path -> text, for versions and rollback
     secret_paths: set[Path] = field(default_factory=set)
     overrides: dict[str, Any] = field(default_factory=dict)
+    rule_groups: list[RuleGroup] = field(default_factory=list)
+    rule_files: list[str] = field(default_factory=list)
+    """The sources that are Prometheus rule files (not merged into the config document)."""
 
     def masked(self) -> dict[str, Any]:
         """The effective config for display: defaults filled in, secrets masked."""
@@ -40,6 +46,23 @@ def include_files(config_path: str, patterns: list[str]) -> list[str]:
         full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
         files.extend(sorted(glob.glob(full)))
     return files
+
+
+def _absolute_globs(config_path: str, patterns: list[str]) -> list[str]:
+    base = os.path.dirname(os.path.abspath(config_path))
+    return [p if os.path.isabs(p) else os.path.join(base, p) for p in patterns]
+
+
+def declared_patterns(main: Any) -> tuple[list[str], list[str]]:
+    """The drop-in and rule-file globs the main document declares (defaults when it does not)."""
+    include, rules = DEFAULT_INCLUDE, DEFAULT_RULE_FILES
+    if isinstance(main, dict):
+        if isinstance(main.get("include"), list):
+            include = [str(p) for p in main["include"]]
+        alerting = main.get("alerting")
+        if isinstance(alerting, dict) and isinstance(alerting.get("rule_files"), list):
+            rules = [str(p) for p in alerting["rule_files"]]
+    return include, rules
 
 
 def include_dirs(config_path: str, patterns: list[str]) -> list[str]:
@@ -57,15 +80,17 @@ def read_sources(config_path: str) -> dict[str, str]:
         raise ConfigError([ConfigIssue(config_path, None, "", f"cannot read config: {exc.strerror or exc}")]) from None
     sources = {config_path: main}
     located, _ = parse_yaml(main, config_path)
-    patterns = DEFAULT_INCLUDE
-    if located and isinstance(located.data, dict) and isinstance(located.data.get("include"), list):
-        patterns = [str(p) for p in located.data["include"]]
-    for path in include_files(config_path, patterns):
-        try:
-            with open(path, encoding="utf-8") as fh:
-                sources[path] = fh.read()
-        except OSError as exc:
-            raise ConfigError([ConfigIssue(path, None, "", f"cannot read drop-in: {exc.strerror or exc}")]) from None
+    include, rules = declared_patterns(located.data if located else None)
+    for kind, patterns in (("drop-in", include), ("rule file", rules)):
+        for path in include_files(config_path, patterns):
+            if path in sources:
+                continue
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    sources[path] = fh.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise ConfigError([ConfigIssue(path, None, "", f"cannot read {kind}: {reason}")]) from None
     return sources
 
 
@@ -79,7 +104,14 @@ def parse_sources(
     """Validate a set of file texts as one config (also used for proposed changes and rollback)."""
     issues: list[ConfigIssue] = []
     doc: Located | None = None
+    main_text = sources.get(config_path)
+    main_doc = parse_yaml(main_text, config_path)[0] if main_text is not None else None
+    rule_globs = _absolute_globs(config_path, declared_patterns(main_doc.data if main_doc else None)[1])
+    rule_sources = {p: t for p, t in sources.items()
+                    if p != config_path and any(fnmatch.fnmatch(os.path.abspath(p), g) for g in rule_globs)}
     for path, text in sources.items():
+        if path in rule_sources:
+            continue
         located, found = parse_yaml(text, path)
         issues.extend(found)
         if located is None:
@@ -106,9 +138,15 @@ def parse_sources(
         config = Config.model_validate(resolved)
     except ValidationError as exc:
         issues.extend(_validation_issues(exc, doc))
+    groups: list[RuleGroup] = []
+    for path, text in rule_sources.items():
+        try:
+            groups.extend(parse_rule_file(text, path))
+        except ConfigError as exc:
+            issues.extend(exc.issues)
     if issues or config is None:
         raise ConfigError(sorted(issues, key=lambda i: (i.file != config_path, i.file, i.line or 0)))
-    return LoadedConfig(config, raw, dict(sources), secret_paths, dict(overrides or {}))
+    return LoadedConfig(config, raw, dict(sources), secret_paths, dict(overrides or {}), groups, list(rule_sources))
 
 
 def _validation_issues(exc: ValidationError, doc: Located) -> list[ConfigIssue]:

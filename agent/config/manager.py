@@ -8,6 +8,8 @@ previous config is re-applied and the change is reported as rejected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from agent.store import Store, StoreError
 from agent.store import config_versions as versions
 
 log = structlog.get_logger("vigil.config")
-Listener = Callable[[Config, Config], Awaitable[None] | None]
+Listener = Callable[[LoadedConfig, LoadedConfig], Awaitable[None] | None]
 
 
 @dataclass
@@ -105,14 +107,14 @@ class ConfigManager:
             except ConfigError as exc:
                 return self._rejected(source, exc.issues)
             old = self.current
-            changes = diff_documents(old.raw, new.raw) or _rotated_secrets(old, new)
+            changes = (diff_documents(old.raw, new.raw) or _rotated_secrets(old, new)) + _rule_file_changes(old, new)
             if not changes and new.sources == old.sources:
                 return self._accepted(source, self.version_id, [], [])
             try:
-                await self._apply(new.config, old.config)
+                await self._apply(new, old)
             except Exception as exc:
                 log.exception("config_apply_failed", source=source)
-                await self._apply(old.config, new.config)
+                await self._apply(old, new)
                 return self._rejected(
                     source, [ConfigIssue(self.path, None, "", f"applying the change failed: {exc}")]
                 )
@@ -121,7 +123,7 @@ class ConfigManager:
                     self.store, time.time(), source, actor, reason, changes, new.sources
                 )
             except StoreError as exc:
-                await self._apply(old.config, new.config)
+                await self._apply(old, new)
                 return self._rejected(source, [ConfigIssue(self.path, None, "", f"cannot record the version: {exc}")])
             # No await from here on: readers see the new config, version and result together.
             self.current = new
@@ -130,7 +132,25 @@ class ConfigManager:
             self.pending_restart = touches(diff_documents(self.running.raw, new.raw), RESTART_REQUIRED)
             return self._accepted(source, version_id, changes, restart)
 
-    async def _apply(self, new: Config, old: Config) -> None:
+    async def write_files(
+        self, texts: dict[str, str | None], source: str, actor: str | None = None, reason: str | None = None,
+    ) -> ReloadResult:
+        """Change config files over the API: the proposed set is validated as a whole first; only a valid
+        one is written (atomically, file by file) and then loaded like any edit. If loading it fails after
+        all (the files changed under us), the previous texts are put back."""
+        proposed = {p: t for p, t in {**self.current.sources, **texts}.items() if t is not None}
+        try:
+            await asyncio.to_thread(parse_sources, proposed, self.path, self.current.overrides)
+        except ConfigError as exc:
+            return self._rejected(source, exc.issues, publish=False)
+        previous = {path: self.current.sources.get(path) for path in texts}
+        await asyncio.to_thread(_write_texts, texts)
+        result = await self.reload(source, actor, reason)
+        if not result.ok:
+            await asyncio.to_thread(_write_texts, previous)
+        return result
+
+    async def _apply(self, new: LoadedConfig, old: LoadedConfig) -> None:
         for listener in self._listeners:
             outcome = listener(new, old)
             if outcome is not None:
@@ -154,8 +174,13 @@ class ConfigManager:
                              requires_restart=restart)
         return result
 
-    def _rejected(self, source: str, issues: list[ConfigIssue]) -> ReloadResult:
+    def _rejected(self, source: str, issues: list[ConfigIssue], publish: bool = True) -> ReloadResult:
+        """`publish` False: a proposal that was refused, not a failed reload (the running config is
+        still the files' config, so the reload state and its metric stay as they are)."""
         result = ReloadResult(False, time.time(), source, self.version_id, errors=issues)
+        if not publish:
+            log.info("config_change_refused", source=source, errors=[str(i) for i in issues])
+            return result
         self.last_reload = result
         self.metrics.reload_ok.set(0)
         log.error("config_rejected", source=source, errors=[str(i) for i in issues])
@@ -173,6 +198,39 @@ def _rotated_secrets(old: LoadedConfig, new: LoadedConfig) -> list[dict[str, Any
         if _value_at(before, path) != _value_at(after, path):
             changed.append({"path": format_path(path), "old_value": MASK, "new_value": MASK})
     return changed
+
+
+def _write_texts(texts: dict[str, str | None]) -> None:
+    """Each file replaced by rename (a reader never sees half a file); None removes the file."""
+    for path, text in texts.items():
+        if text is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            continue
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.vigil-tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+def _rule_file_changes(old: LoadedConfig, new: LoadedConfig) -> list[dict[str, Any]]:
+    """Rule files are not part of the config document: a changed file is one change, with its rule counts."""
+    changes = []
+    for path in sorted(set(old.rule_files) | set(new.rule_files)):
+        before, after = old.sources.get(path), new.sources.get(path)
+        if before != after:
+            changes.append({"path": f"rule_files[{path}]", "old_value": _rule_count(old, path),
+                            "new_value": _rule_count(new, path)})
+    return changes
+
+
+def _rule_count(loaded: LoadedConfig, path: str) -> str | None:
+    if path not in loaded.sources:
+        return None
+    return f"{sum(len(g.rules) for g in loaded.rule_groups if g.file == path)} rules"
 
 
 def _value_at(data: Any, path: tuple[str | int, ...]) -> Any:

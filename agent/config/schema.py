@@ -11,10 +11,12 @@ from typing import Annotated, Literal, Union
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from agent.alerting.config import AlertingConfig, MaintenanceConfig
 from agent.checks import REGISTRY as CHECK_TYPES
 from agent.checks.base import CheckConfig as CheckConfigBase
 from agent.config.durations import Duration
-from agent.config.section import LabelSet, Pattern, Section
+from agent.config.section import LabelSet, Pattern, Section, unique_names
+from agent.notify.config import NotificationsConfig
 from agent.units.config import UnitConfig
 
 # One model per check type, told apart by `type` (an unknown type names the known ones).
@@ -291,20 +293,9 @@ class CheckRunnerConfig(Section):
     )
 
 
-def _unique_names(items: list[CheckConfigBase] | list[UnitConfig], what: str) -> dict[str, int]:
-    """Index by name; a repeated name is an error naming both entries (`at [i]...` for file:line)."""
-    index: dict[str, int] = {}
-    for i, item in enumerate(items):
-        if item.name in index:
-            first = index[item.name]
-            raise ValueError(f"at [{i}].name: duplicate {what} name {item.name!r} (first at {what}s[{first}])")
-        index[item.name] = i
-    return index
-
-
 def _check_relations(checks: list[CheckConfigBase]) -> None:
     """Unique names, dependencies that exist and do not loop; errors name the entry (`at [i]...`)."""
-    index = _unique_names(checks, "check")
+    index = unique_names(checks, "check")
     for i, check in enumerate(checks):
         for j, dep in enumerate(check.depends_on):
             if dep not in index:
@@ -360,6 +351,11 @@ class Config(Section):
     units: list[UnitConfig] = Field(
         default_factory=list, description="managed services: the only units the API may start, stop, restart"
     )
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig, description="rule evaluation (agent/alerting)")
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
+    notifications: NotificationsConfig = Field(
+        default_factory=NotificationsConfig, description="receivers and routing of alert notifications (agent/notify)"
+    )
 
     @field_validator("checks")
     @classmethod
@@ -370,7 +366,7 @@ class Config(Section):
     @field_validator("units")
     @classmethod
     def _units(cls, units: list[UnitConfig]) -> list[UnitConfig]:
-        _unique_names(units, "unit")
+        unique_names(units, "unit")
         return units
 
     @field_validator("listen")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
@@ -45,3 +46,18 @@ def check_label_names(labels: dict[str, str]) -> dict[str, str]:
 
 
 LabelSet = Annotated[dict[str, str], AfterValidator(check_label_names)]
+
+
+class _Named(Protocol):
+    name: str
+
+
+def unique_names(items: Sequence[_Named], what: str) -> dict[str, int]:
+    """Index by name; a repeated name is an error naming both entries (`at [i]...` for file:line)."""
+    index: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.name in index:
+            first = index[item.name]
+            raise ValueError(f"at [{i}].name: duplicate {what} name {item.name!r} (first at {what}s[{first}])")
+        index[item.name] = i
+    return index

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 
+from agent.promql.caches import shared_cache
 from agent.promql.gosort import go_sort, heap_pop, heap_push
 from agent.promql.values import Labels, PromQLError, Sample, Vector, format_value
 
@@ -69,13 +70,14 @@ class _Group:
 
 
 class Aggregator:
-    """One aggregation node: grouping keys are computed once per distinct label set and reused across steps."""
+    """One aggregation node: grouping keys are computed once per distinct label set and reused across steps
+    (and across queries with the same grouping)."""
 
     def __init__(self, op: str, grouping: list[str], without: bool):
         self.op = op
         self.grouping = sorted(grouping)
         self.without = without
-        self._keys: dict[Labels, tuple[Labels, Labels]] = {}
+        self._keys: dict[Labels, tuple[Labels, Labels]] = shared_cache(("group", without, tuple(self.grouping)))
         drop = set(self.grouping) | {"__name__"}
         keep = set(self.grouping)
         self._drop = drop
@@ -121,8 +123,10 @@ class Aggregator:
         groups: dict[Labels, _Group] = {}
         ordered: list[_Group] = []
         group_of = self._group_of
+        known = self._keys.get
         for s in vec:
-            key, labels = group_of(s.labels)
+            found = known(s.labels)
+            key, labels = found if found is not None else group_of(s.labels)
             group = groups.get(key)
             v = s.v
             if group is None:

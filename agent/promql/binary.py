@@ -12,6 +12,7 @@ import struct
 from collections.abc import Callable
 
 from agent.promql.ast import VectorMatching
+from agent.promql.caches import shared_cache
 from agent.promql.values import Labels, PromQLError, Sample, Vector, drop_name
 
 NAN = math.nan
@@ -315,9 +316,12 @@ class VectorMatcher:
         names = set(self.matching.matching_labels)
         self._on = self.matching.on
         self._names = names if self._on else names | {"__name__"}
-        self._sigs: dict[Labels, Labels] = {}
-        self._results: dict[tuple[Labels, Labels], Labels] = {}
-        self._dropped: dict[Labels, Labels] = {}
+        # Shared with every query matching the same way (agent.promql.caches).
+        self._sigs: dict[Labels, Labels] = shared_cache(("signature", self._on, frozenset(self._names)))
+        m = self.matching
+        self._results: dict[tuple[Labels, Labels], Labels] = shared_cache(
+            ("result", op in NAME_DROPPING_OPS, m.card, m.on, frozenset(m.matching_labels), tuple(m.include))
+        )
 
     def signature(self, labels: Labels) -> Labels:
         sig = self._sigs.get(labels)
@@ -405,10 +409,7 @@ class VectorMatcher:
                 continue
             metric = self._result_metric(ls.labels, rs.labels)
             if return_bool:
-                dropped = self._dropped.get(metric)
-                if dropped is None:
-                    dropped = self._dropped[metric] = drop_name(metric)
-                metric = dropped
+                metric = drop_name(metric)
             if one_to_one:
                 if key in matched:
                     raise PromQLError(

@@ -18,6 +18,7 @@ import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from math import isnan
 from operator import sub
 from typing import Any
 
@@ -25,7 +26,7 @@ from agent.promql import ast as A
 from agent.promql.aggregation import Aggregator
 from agent.promql.binary import VectorMatcher, scalar_binop, vector_scalar_binop
 from agent.promql.functions import FUNCTIONS_IMPL
-from agent.promql.functions_range import BULK_RANGE_FUNCTIONS, BulkImpl
+from agent.promql.functions_range import BULK_RANGE_FUNCTIONS, ONE_STEP_RANGE_FUNCTIONS, BulkImpl
 from agent.promql.parser import parse
 from agent.promql.values import (
     CallContext,
@@ -112,16 +113,20 @@ class _Prep:
 
     at: dict[int, int] = field(default_factory=dict)  # id(selector or subquery) -> resolved @ time (ms)
     invariant: set[int] = field(default_factory=set)  # ids of nodes wrapped in StepInvariantExpr
+    subqueries: bool = False
 
     @classmethod
     def of(cls, expr: A.Expr, start: int, end: int) -> _Prep:
         prep = cls()
         prep._resolve_at(expr, start, end)
-        if prep._invariant(expr):
+        # At one step (instant queries, rules) there is nothing to repeat, unless a subquery has steps.
+        if (start != end or prep.subqueries) and prep._invariant(expr):
             prep.invariant.add(id(expr))
         return prep
 
     def _resolve_at(self, node: A.Expr, start: int, end: int) -> None:
+        if isinstance(node, A.SubqueryExpr):
+            self.subqueries = True
         if isinstance(node, A.VectorSelector | A.SubqueryExpr):
             if node.start_or_end == "start":
                 self.at[id(node)] = start
@@ -209,6 +214,11 @@ def _size(result: Steps | Any) -> int:
     return 0
 
 
+def _one_metric(matchers: Sequence[A.Matcher]) -> bool:
+    """Whether the selector names its metric: its series differ in labels other than `__name__`."""
+    return any(m.name == "__name__" and m.type is A.MatchType.EQL for m in matchers)
+
+
 def _check_unique(vec: Vector) -> None:
     if len(vec) > 1 and len({s.labels for s in vec}) != len(vec):
         raise PromQLError(SAME_LABELSET)
@@ -222,7 +232,8 @@ class _RangeSeries:
     ts: Sequence[int]
     values: Sequence[float]
     source: SeriesData | None
-    cache: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] | None = None
+    """Derived arrays shared by the steps of a range query (set by the multi-step path only)."""
 
 
 def _without_stale(data: SeriesData) -> _RangeSeries:
@@ -308,10 +319,8 @@ class _Evaluator:
     # --- selectors ---
 
     def _select(self, matchers: list[A.Matcher], mint: int, maxt: int) -> list[SeriesData]:
-        data = self.q.queryable.select(matchers, mint, maxt)
-        if any(data[i].labels > data[i + 1].labels for i in range(len(data) - 1)):
-            data = sorted(data, key=lambda d: d.labels)
-        return data
+        """The queryable's series, in its order: by labels (see Queryable.select)."""
+        return self.q.queryable.select(matchers, mint, maxt)
 
     def _vector_selector(self, vs: A.VectorSelector, own_timestamps: bool = False) -> StepVectors:
         """Latest sample in [ref - lookback, ref] per step, ref = step (or @ time) minus offset; none if stale."""
@@ -328,6 +337,9 @@ class _Evaluator:
         else:
             lo_ref, hi_ref = steps[0] - offset, steps[-1] - offset
         data = self._select(vs.matchers, lo_ref - lookback, hi_ref)
+        if len(steps) == 1:
+            out[0] = self._vector_selector_once(data, steps[0], hi_ref, own_timestamps)
+            return out
         held = 0
         for n, series in enumerate(data):
             if not n & 63:
@@ -360,6 +372,28 @@ class _Evaluator:
             held += count
             q.hold(count)
         q.samples -= held
+        return out
+
+    def _vector_selector_once(self, data: list[SeriesData], t: int, ref: int, own_timestamps: bool) -> Vector:
+        """`_vector_selector` for one step (instant queries, rules): the same samples without per-step lists."""
+        q = self.q
+        floor = ref - q.lookback
+        out: Vector = []
+        for n, series in enumerate(data):
+            if not n & 63:
+                q.check_deadline()
+            ts = series.ts
+            j = len(ts)
+            if j and ts[-1] > ref:
+                j = bisect_right(ts, ref)
+            if j == 0 or ts[j - 1] < floor:
+                continue
+            v = series.values[j - 1]
+            if v != v and is_stale(v):
+                continue
+            out.append(Sample(series.labels, ts[j - 1] if own_timestamps else t, v))
+        q.hold(len(out))
+        q.samples -= len(out)
         return out
 
     def _range_series_of_selector(self, ms: A.MatrixSelector) -> tuple[list[_RangeSeries], int | None]:
@@ -490,6 +524,8 @@ class _Evaluator:
             else:
                 values.append(self.eval(arg))
         arg = _unwrap(call.args[index])
+        if len(self.steps) == 1 and isinstance(arg, A.MatrixSelector):
+            return [self._range_selector_once(call, impl, index, values, arg)]
         if isinstance(arg, A.MatrixSelector):
             series, at = self._range_series_of_selector(arg)
             offset, rng = arg.vector.offset, arg.range
@@ -497,12 +533,16 @@ class _Evaluator:
             assert isinstance(arg, A.SubqueryExpr)
             series, at = self._range_series_of_subquery(arg)
             offset, rng = arg.offset, arg.range
-        scalar_args = [i for i, a in enumerate(call.args) if i != index and value_type(a) != "string"]
-        absent = name == "absent_over_time"
-        tracker = _DuplicateTracker(series, name) if not absent else None
         q = self.q
         steps = self.steps
         ends = [at - offset] * len(steps) if at is not None else [t - offset for t in steps]
+        if len(steps) == 1:
+            return [self._range_call_once(call, impl, index, values, series, ends[0], rng)]
+        scalar_args = [i for i, a in enumerate(call.args) if i != index and value_type(a) != "string"]
+        absent = name == "absent_over_time"
+        tracker = _DuplicateTracker(series, name) if not absent else None
+        for rs in series:
+            rs.cache = {}
         # Window bounds for every step, found by bisection in C before the per-step loop.
         bounds = [
             (rs, [bisect_left(rs.ts, end - rng) for end in ends], [bisect_right(rs.ts, end) for end in ends])
@@ -545,6 +585,99 @@ class _Evaluator:
         if tracker is not None:
             tracker.finish()
         return out
+
+    def _range_selector_once(self, call: A.Call, impl: Callable[[list[Any], CallContext], Any], index: int,
+                             values: list[Any], ms: A.MatrixSelector) -> Vector:
+        """`_call_with_range` over a range selector at one step (instant queries, rules): the windows are
+        found in the selected series directly, and rate & co run on their points without a Window each."""
+        vs = ms.vector
+        q = self.q
+        t = self.steps[0]
+        at = q.prep.at.get(id(vs))
+        rng = ms.range
+        end = (at if at is not None else t) - vs.offset
+        start = end - rng
+        data = self._select(vs.matchers, start, end)
+        one_step = ONE_STEP_RANGE_FUNCTIONS.get(call.func)
+        one = one_step(rng) if one_step is not None else None
+        out: Vector = []
+        windows: list[Window] = []
+        points = 0
+        for n, series in enumerate(data):
+            if not n & 63:
+                q.check_deadline()
+            ts = series.ts
+            if not ts:
+                continue
+            vals = series.values
+            oldest = ts[0]
+            drop = series.last_drop
+            rs = None
+            if (drop is None or drop >= oldest) and any(map(isnan, vals)):  # stale markers are no samples here
+                rs = _without_stale(series)
+                ts, vals, drop = rs.ts, rs.values, None
+                if not ts:
+                    continue
+                oldest = ts[0]
+            # The queryable returns the points in [start, end]: no search unless it gave more.
+            lo = 0 if oldest >= start else bisect_left(ts, start)
+            hi = len(ts) if ts[-1] <= end else bisect_right(ts, end)
+            if hi <= lo:
+                continue
+            points += hi - lo
+            if one is None:
+                source = rs.source if rs is not None else series if series.count is not None else None
+                windows.append(Window(series.labels, ts, vals, lo, hi, source))
+                continue
+            value = one(ts, vals, lo, hi, end, drop is None or drop > (oldest if lo == 0 else ts[lo]))
+            if value is not None:
+                out.append(Sample(drop_name(series.labels), t, value))
+        if q.samples + points > q.max_samples:
+            raise QueryLimitError(TOO_MANY_SAMPLES)
+        if one is None:
+            out = self._apply_windows(call, impl, index, values, windows, end, rng)
+        if call.func != "absent_over_time" and not _one_metric(vs.matchers):
+            # At one step this is what _DuplicateTracker finds over many; series of one metric name stay
+            # distinct without it.
+            _check_unique(out)
+        return out
+
+    def _range_call_once(self, call: A.Call, impl: Callable[[list[Any], CallContext], Any], index: int,
+                         values: list[Any], series: list[_RangeSeries], end: int, rng: int) -> Vector:
+        """`_call_with_range` at one step over already evaluated range series (a subquery)."""
+        q = self.q
+        start = end - rng
+        windows: list[Window] = []
+        points = 0
+        for rs in series:
+            lo = bisect_left(rs.ts, start)
+            hi = bisect_right(rs.ts, end)
+            if hi > lo:
+                windows.append(Window(rs.labels, rs.ts, rs.values, lo, hi, rs.source))
+                points += hi - lo
+        if q.samples + points > q.max_samples:
+            raise QueryLimitError(TOO_MANY_SAMPLES)
+        out = self._apply_windows(call, impl, index, values, windows, end, rng)
+        if call.func != "absent_over_time":
+            _check_unique(out)
+        return out
+
+    def _apply_windows(self, call: A.Call, impl: Callable[[list[Any], CallContext], Any], index: int,
+                       values: list[Any], windows: list[Window], end: int, rng: int) -> Vector:
+        """The function at the (only) step over its windows; absent_over_time answers only when none has
+        samples, every other function only when some has."""
+        if (call.func == "absent_over_time") == bool(windows):
+            return []
+        t = self.steps[0]
+        args = values.copy()
+        for j, arg in enumerate(call.args):
+            if j != index and value_type(arg) != "string":
+                args[j] = values[j][0]
+        args[index] = windows
+        result = impl(args, CallContext(end, rng, call.args, t))
+        for sample in result:
+            sample.t = t
+        return result
 
     def _bulk_range(self, bulk: BulkImpl, bounds: list[tuple[_RangeSeries, list[int], list[int]]],
                     ends: list[int], rng: int) -> StepVectors:
@@ -645,10 +778,10 @@ class _DuplicateTracker:
 
     def __init__(self, series: list[_RangeSeries], func: str):
         keep_name = func == "last_over_time"
-        self._keys = [rs.labels if keep_name else drop_name(rs.labels) for rs in series]
-        self._by_labels = {id(rs.labels): i for i, rs in enumerate(series)}
+        self._keys = [rs.labels for rs in series] if keep_name else [drop_name(rs.labels) for rs in series]
         self._active = len(set(self._keys)) != len(self._keys)
         self.active = self._active
+        self._by_labels = {id(rs.labels): i for i, rs in enumerate(series)} if self._active else {}
         self._produced: set[int] = set()
 
     def step(self, windows: list[Window], result: Vector) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
+from functools import partial
 from itertools import compress, pairwise, repeat
 from operator import eq, gt, lt, mul, ne, sub, truediv
 from typing import Any
@@ -43,6 +44,12 @@ _EXACT_MAX = 32
 # One series over every step of a range query at once (window bounds precomputed by the engine):
 # the same arithmetic as the per-step function, without a Window and a call per step.
 BulkImpl = Callable[[Window, Sequence[int], Sequence[int], Sequence[int], int], list[float | None]]
+
+# One series at one evaluation step (instant queries, rules), from its points (stale markers removed), the
+# window [lo, hi) in them, the window's end, and whether a point in the window may be below the one before
+# it: the value, or None for no sample. The result drops `__name__`. Made per range (`OneStep(range_ms)`).
+OneStepImpl = Callable[[Sequence[int], Sequence[float], int, int, int, bool], float | None]
+OneStep = Callable[[int], OneStepImpl]
 
 Aggregate = Callable[[Window], float | None]
 
@@ -104,45 +111,70 @@ def _may_reset(window: Window, lo: int, hi: int) -> bool:
     return value != value
 
 
-def _extrapolated_rate(window: Window, ctx: CallContext, is_counter: bool, is_rate: bool) -> float | None:
-    return _rate_at(window, window.lo, window.hi, ctx.t, ctx.range, is_counter, is_rate)
-
-
 def _rate_at(window: Window, lo: int, hi: int, range_end: int, range_ms: int, is_counter: bool,
              is_rate: bool, range_s: float | None = None) -> float | None:
     """Prometheus 2.42's extrapolatedRate over samples [lo, hi) of the window's series (`range_s`:
     the range in seconds, when the caller has it already)."""
     if hi - lo < 2:
         return None
-    vals = window.values
-    ts = window.ts
+    resets = is_counter and (window.cache is None or _may_reset(window, lo, hi))
+    return _extrapolated_rate(range_ms, is_counter, is_rate, range_s, None, window.ts, window.values, lo, hi,
+                              range_end, resets)
+
+
+_Layout = tuple[float, float, float]  # sampled interval, duration to the range start, factor
+
+
+def _extrapolated_rate(range_ms: int, is_counter: bool, is_rate: bool, range_s: float | None,
+                       layouts: dict[tuple[int, int, int], _Layout] | None, ts: Sequence[int],
+                       vals: Sequence[float], lo: int, hi: int, range_end: int, resets: bool) -> float | None:
+    """extrapolatedRate over points [lo, hi) (None for fewer than two); `resets`: look for counter resets in
+    them. The parameters that stay the same for a whole query come first (see `_one_step_rate`).
+
+    Everything but the value difference depends on the first and last timestamps and the number of
+    points alone, which the series of one scrape share: `layouts` keeps that part per query."""
+    if hi - lo < 2:
+        return None
     first = vals[lo]
     result = vals[hi - 1] - first
-    if is_counter and _may_reset(window, lo, hi):
+    if is_counter and resets:
         window_values = vals[lo:hi]
         # Each counter reset adds the value before it, in order (resets are rare: the loop is short).
         for before_reset in compress(window_values, map(gt, window_values, window_values[1:])):
             result += before_reset
-    range_start = range_end - range_ms
     first_t = ts[lo]
     last_t = ts[hi - 1]
-    duration_to_start = (first_t - range_start) / 1000
+    key = (first_t, last_t, hi - lo)
+    layout = layouts.get(key) if layouts is not None else None
+    if layout is None:
+        layout = _layout(range_ms, is_rate, range_s, first_t, last_t, hi - lo, range_end, None)
+        if layouts is not None:
+            layouts[key] = layout
+    sampled_interval, duration_to_start, factor = layout
+    if is_counter and result > 0 and first >= 0 and sampled_interval * (first / result) < duration_to_start:
+        # A counter cannot go below zero: do not extrapolate past the point where it would reach it.
+        factor = _layout(range_ms, is_rate, range_s, first_t, last_t, hi - lo, range_end,
+                         sampled_interval * (first / result))[2]
+    return result * factor
+
+
+def _layout(range_ms: int, is_rate: bool, range_s: float | None, first_t: int, last_t: int, count: int,
+            range_end: int, duration_to_zero: float | None) -> _Layout:
+    """The extrapolation of extrapolatedRate: (sampled interval, duration to the range start, factor);
+    `duration_to_zero` replaces the duration to the start when the counter would reach zero sooner."""
+    duration_to_start = (first_t - (range_end - range_ms)) / 1000
     duration_to_end = (range_end - last_t) / 1000
     sampled_interval = (last_t - first_t) / 1000
-    average_between = sampled_interval / (hi - lo - 1)  # duplicate timestamps (0 s) are not stored
-    if is_counter and result > 0 and first >= 0:
-        # A counter cannot go below zero: do not extrapolate past the point where it would reach it.
-        duration_to_zero = sampled_interval * (first / result)
-        if duration_to_zero < duration_to_start:
-            duration_to_start = duration_to_zero
+    average_between = sampled_interval / (count - 1)  # duplicate timestamps (0 s) are not stored
+    start = duration_to_start if duration_to_zero is None else duration_to_zero
     threshold = average_between * 1.1
     extrapolate_to = sampled_interval
-    extrapolate_to += duration_to_start if duration_to_start < threshold else average_between / 2
+    extrapolate_to += start if start < threshold else average_between / 2
     extrapolate_to += duration_to_end if duration_to_end < threshold else average_between / 2
-    factor = go_div(extrapolate_to, sampled_interval)
+    factor = extrapolate_to / sampled_interval if sampled_interval else go_div(extrapolate_to, sampled_interval)
     if is_rate:
         factor /= _range_seconds(range_ms) if range_s is None else range_s
-    return result * factor
+    return sampled_interval, duration_to_start, factor
 
 
 def _bulk_rate(is_counter: bool, is_rate: bool) -> BulkImpl:
@@ -157,13 +189,25 @@ def _bulk_rate(is_counter: bool, is_rate: bool) -> BulkImpl:
     return bulk
 
 
+def _one_step_rate(is_counter: bool, is_rate: bool) -> OneStep:
+    def for_range(range_ms: int) -> OneStepImpl:
+        # A partial, not a closure: one Python call per series instead of two.
+        return partial(_extrapolated_rate, range_ms, is_counter, is_rate, _range_seconds(range_ms), {})
+
+    return for_range
+
+
 def _rate_function(is_counter: bool, is_rate: bool) -> Callable[[list[Any], CallContext], Vector]:
     def call(args: list[Any], ctx: CallContext) -> Vector:
         out: Vector = []
         t = ctx.t
+        range_ms = ctx.range
+        range_s = _range_seconds(range_ms)
         for window in args[0]:
-            if window.hi - window.lo >= 2:
-                value = _extrapolated_rate(window, ctx, is_counter, is_rate)
+            lo = window.lo
+            hi = window.hi
+            if hi - lo >= 2:
+                value = _rate_at(window, lo, hi, t, range_ms, is_counter, is_rate, range_s)
                 if value is not None:
                     out.append(Sample(without_name(window.labels), t, value))
         return out
@@ -543,4 +587,11 @@ BULK_RANGE_FUNCTIONS: dict[str, BulkImpl] = {
     "rate": _bulk_rate(is_counter=True, is_rate=True),
     "increase": _bulk_rate(is_counter=True, is_rate=False),
     "delta": _bulk_rate(is_counter=False, is_rate=False),
+}
+
+# Functions of a range vector that, at one step, need only each series' points (not its rollup columns).
+ONE_STEP_RANGE_FUNCTIONS: dict[str, OneStep] = {
+    "rate": _one_step_rate(is_counter=True, is_rate=True),
+    "increase": _one_step_rate(is_counter=True, is_rate=False),
+    "delta": _one_step_rate(is_counter=False, is_rate=False),
 }

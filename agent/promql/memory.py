@@ -24,6 +24,29 @@ def _compile(pattern: str) -> GoRegex:
         raise ParseError(str(exc)) from exc
 
 
+_REGEX_RESULTS: dict[str, dict[str, bool]] = {}
+_MAX_PATTERNS = 2048
+_MAX_VALUES_PER_PATTERN = 20_000
+
+
+def _regex_matches(pattern: str, value: str) -> bool:
+    """Whether the anchored regex matches, remembered per pattern and value: the same few matchers are
+    tried against the same label values at every rule evaluation, and an RE2 call from Python costs
+    microseconds. Plain dict reads and writes, safe between query threads."""
+    results = _REGEX_RESULTS.get(pattern)
+    if results is None:
+        if len(_REGEX_RESULTS) >= _MAX_PATTERNS:
+            _REGEX_RESULTS.clear()
+        results = _REGEX_RESULTS.setdefault(pattern, {})
+    matched = results.get(value)
+    if matched is None:
+        matched = _compile(pattern).match(value) is not None
+        if len(results) >= _MAX_VALUES_PER_PATTERN:
+            results.clear()
+        results[value] = matched
+    return matched
+
+
 def matcher_matches(matcher: Matcher, value: str) -> bool:
     """Whether a label value ("" when the label is absent) satisfies the matcher; regexes use RE2 syntax."""
     kind = matcher.type
@@ -31,7 +54,7 @@ def matcher_matches(matcher: Matcher, value: str) -> bool:
         return value == matcher.value
     if kind is MatchType.NEQ:
         return value != matcher.value
-    matched = _compile(matcher.value).match(value) is not None
+    matched = _regex_matches(matcher.value, value)
     return matched if kind is MatchType.RE else not matched
 
 

@@ -42,6 +42,9 @@ def label_value(labels: Labels, name: str) -> str:
 
 
 def drop_name(labels: Labels) -> Labels:
+    """`labels` without `__name__`; a slice in the usual case, where the name sorts first."""
+    if labels and labels[0][0] == "__name__":
+        return labels[1:]
     return tuple(p for p in labels if p[0] != "__name__")
 
 
@@ -62,13 +65,19 @@ class SeriesData:
     sum: Sequence[float] | None = None
     min: Sequence[float] | None = None
     max: Sequence[float] | None = None
+    last_drop: int | None = None
+    """When the storage knows it, a time such that every point after it is a number (no stale marker)
+    and >= the point before it (no counter reset): at or after the last point that is NaN or lower than
+    the one before it, far in the past when there is none. None: unknown. The engine skips looking for
+    stale markers and resets among the points after it."""
 
 
 class Queryable(Protocol):
     """Storage as the engine sees it. Called from the evaluating thread; must not touch the loop."""
 
     def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesData]:
-        """Series matching all matchers with samples in [mint, maxt] (ms, inclusive)."""
+        """Series matching all matchers with samples in [mint, maxt] (ms, inclusive), only those samples,
+        sorted by labels as Prometheus's storage returns them (the engine relies on the order)."""
         ...
 
     def label_names(self, matchers: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[str]:

@@ -128,4 +128,78 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_log_ts ON audit_log (ts);
     """,
+    # 4: alerting (agent/alerting, agent/notify): rule group state, alert instances with the operator's
+    # workflow, silences, maintenance periods, the notification outbox and the state of notification groups.
+    """
+    CREATE TABLE rule_group_state (
+        group_key TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        fingerprint TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        alertname TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        value REAL,
+        state TEXT NOT NULL,
+        active_at REAL NOT NULL,
+        fired_at REAL,
+        resolved_at REAL,
+        resolved_by TEXT,
+        resolution TEXT,
+        resolution_notes TEXT,
+        preventive_measures TEXT,
+        ack_by TEXT,
+        ack_at REAL,
+        ack_notes TEXT,
+        assigned_to TEXT,
+        estimated_resolution TEXT,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX alerts_open ON alerts (fingerprint) WHERE resolved_at IS NULL;
+    CREATE INDEX alerts_resolved ON alerts (resolved_at);
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        starts_at REAL NOT NULL,
+        ends_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE maintenance (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ends_at REAL,
+        allowed_ips TEXT NOT NULL,
+        notification_message TEXT NOT NULL DEFAULT '',
+        auto_disable INTEGER NOT NULL,
+        started_by TEXT,
+        ended_at REAL,
+        ended_by TEXT
+    );
+    CREATE INDEX maintenance_open ON maintenance (started_at) WHERE ended_at IS NULL;
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        receiver TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_receiver ON outbox (receiver, id);
+    CREATE TABLE notification_groups (
+        key TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]

@@ -14,6 +14,7 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from operator import ge
 
 SEGMENT_FORMAT = 1
 
@@ -47,22 +48,52 @@ def merge_points(old_t: array, old_v: array, new_t: array, new_v: array) -> tupl
     return sort_points(old_t + new_t, old_v + new_v)
 
 
+NO_DROP = -(1 << 62)
+"""`SeriesHead.drop` of a series whose points are all numbers, each >= the one before it."""
+
+
+def last_drop(ts: Sequence[int], values: Sequence[float], start: int = 0) -> int:
+    """The timestamp of the last point from index `start` on that is NaN or not >= the point before it
+    (a decrease, or a NaN before it), or NO_DROP."""
+    first = max(start, 1)
+    if first < len(values):
+        rising = list(map(ge, values[first:], values[first - 1 : -1]))
+        if not all(rising):
+            return ts[len(rising) - rising[::-1].index(False) - 1 + first]
+    if start == 0 and len(values) and values[0] != values[0]:
+        return ts[0]
+    return NO_DROP
+
+
 class SeriesHead:
-    __slots__ = ("ordered", "ts", "values")
+    __slots__ = ("drop", "ordered", "ts", "values")
 
     def __init__(self) -> None:
         self.ts = array("q")
         self.values = array("d")
         self.ordered = True
+        self.drop = NO_DROP
+        """The timestamp of the newest point that is NaN or not >= the point before it (NO_DROP: none), or
+        later. The points after it are numbers that never go down: the engine skips looking for NaNs
+        (stale markers) and counter resets there."""
 
     def append(self, t: int, value: float) -> int:
         """Returns 1 if the series grew, 0 if it replaced the value at its last timestamp."""
         ts = self.ts
-        if ts and t <= ts[-1]:
-            if t == ts[-1] and self.ordered:
-                self.values[-1] = value
-                return 0
-            self.ordered = False
+        if ts:
+            newest = ts[-1]
+            if t <= newest:
+                if t == newest and self.ordered:
+                    values = self.values
+                    values[-1] = value
+                    if value != value or (len(values) > 1 and not value >= values[-2]):
+                        self.drop = t
+                    return 0
+                self.ordered = False
+            elif not value >= self.values[-1]:
+                self.drop = t
+        elif value != value:
+            self.drop = t
         ts.append(t)
         self.values.append(value)
         return 1
@@ -71,29 +102,42 @@ class SeriesHead:
         """Add sorted, duplicate-free points (an import)."""
         if not ts:
             return
-        if self.ts and ts[0] <= self.ts[-1]:
+        old = len(self.ts)
+        if old and ts[0] <= self.ts[-1]:
             self.ordered = False
         self.ts.extend(ts)
         self.values.extend(values)
+        if self.ordered:
+            drop = last_drop(self.ts, self.values, old)
+            if drop != NO_DROP:
+                self.drop = drop
 
     def settle(self) -> None:
         if not self.ordered:
             self.ts, self.values = sort_points(self.ts, self.values)
             self.ordered = True
+            self.drop = last_drop(self.ts, self.values)
 
 
 class Head:
     def __init__(self) -> None:
         self.series: dict[int, SeriesHead] = {}
         self.samples = 0
+        self.version = 0
+        """Grows with every change of the points: the querier's cache of recent selects is keyed by it."""
+        self.compactions = 0
+        """Grows with every `drop_before` (a compaction): the querier's copy of the newest compacted block
+        is keyed by it."""
 
     def append(self, sid: int, t: int, value: float) -> None:
         series = self.series.get(sid)
         if series is None:
             series = self.series[sid] = SeriesHead()
         self.samples += series.append(t, value)
+        self.version += 1
 
     def extend(self, sid: int, ts: array, values: array) -> None:
+        self.version += 1
         series = self.series.get(sid)
         if series is None:
             series = self.series[sid] = SeriesHead()
@@ -104,17 +148,30 @@ class Head:
             self.samples -= before - len(series.ts)
         self.samples += len(ts)
 
-    def range(self, sid: int, mint: int, maxt: int) -> tuple[array, array] | None:
-        """Copies of the points in [mint, maxt], or None."""
+    def range(self, sid: int, mint: int, maxt: int) -> tuple[array, array, int] | None:
+        """Copies of the points in [mint, maxt] and the series' `drop` (see SeriesHead), or None."""
         series = self.series.get(sid)
-        if series is None or not series.ts:
+        if series is None:
             return None
-        self._settle(series)
-        lo = bisect_left(series.ts, mint)
-        hi = bisect_right(series.ts, maxt)
+        if not series.ordered:
+            self._settle(series)
+        ts = series.ts
+        n = len(ts)
+        if not n:
+            return None
+        # Queries mostly reach the newest point and start at a time the series' even spacing locates: no
+        # search then (a search boxes every int it reads).
+        newest = ts[-1]
+        hi = n if newest <= maxt else bisect_right(ts, maxt)
+        oldest = ts[0]
+        lo = 0
+        if oldest < mint:
+            guess = n - 1 - (newest - mint) * (n - 1) // (newest - oldest) if newest > mint else n
+            found = 0 < guess < hi and ts[guess] >= mint > ts[guess - 1]
+            lo = guess if found else bisect_left(ts, mint, 0, hi)
         if lo >= hi:
             return None
-        return series.ts[lo:hi], series.values[lo:hi]
+        return ts[lo:hi], series.values[lo:hi], series.drop
 
     def before(self, limit: int) -> dict[int, tuple[array, array]]:
         """Copies of every series' points older than `limit` (what a compaction writes out)."""
@@ -127,6 +184,8 @@ class Head:
         return out
 
     def drop_before(self, limit: int) -> None:
+        self.version += 1
+        self.compactions += 1
         for sid in list(self.series):
             series = self.series[sid]
             if series.ts and series.ts[0] < limit:

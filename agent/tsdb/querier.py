@@ -15,21 +15,24 @@ import urllib.parse
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from agent.promql.ast import Matcher
 from agent.promql.values import Labels, SeriesData
 from agent.tsdb import sql
 from agent.tsdb.encoding import decode_chunk
-from agent.tsdb.head import merge_points
+from agent.tsdb.head import NO_DROP, last_drop, merge_points
 from agent.tsdb.rollup import BLOCK_1H_MS, BLOCK_1M_MS, TIER_1H, TIER_1M, TIER_RAW
 
 if TYPE_CHECKING:
     from agent.tsdb.db import TSDB
 
 _MAX_PARAMS = 500
+_SORT_KEYS_MAX = 200_000
+_RECENT_MAX = 256
 
 
 _Chunk = tuple[int, array, list[array]]  # series id, timestamps, value columns
@@ -143,7 +146,7 @@ class HeadView:
     """What a query needs from memory, copied under the TSDB's lock."""
 
     labels: dict[int, Labels]
-    head: dict[int, tuple[array, array]]
+    head: dict[int, tuple[array, array, int]]  # ts, values, SeriesHead.drop
     raw_min: int
     m1_min: int
     h1_min: int
@@ -172,14 +175,16 @@ def _concat(pieces: list[_Piece], ncols: int, extra: int = 0) -> tuple[array, li
     return ts, columns
 
 
-def _raw_points(pieces: list[_Piece], head: tuple[array, array] | None) -> tuple[array, array]:
+def _raw_points(pieces: list[_Piece], head: tuple[array, array, int] | None) -> tuple[array, array]:
+    if not pieces:
+        return (head[0], head[1]) if head is not None else (array("q"), array("d"))
     if len(pieces) == 1:
         ts, (values,), i, j = pieces[0]
         raw_t, raw_v = ts[i:j], values[i:j]
     else:
         raw_t, (raw_v,) = _concat(pieces, 1)
     if head is not None:
-        raw_t, raw_v = merge_points(raw_t, raw_v, *head)
+        raw_t, raw_v = merge_points(raw_t, raw_v, head[0], head[1])
     return raw_t, raw_v
 
 
@@ -189,12 +194,42 @@ class Querier:
     def __init__(self, tsdb: TSDB, reader: ChunkReader):
         self._tsdb = tsdb
         self._reader = reader
+        self._recent: dict[tuple[tuple[Matcher, ...], int, int], tuple[SeriesData, ...]] = {}
+        self._recent_version = -1
+        self._newest: dict[int, tuple[array, array, int] | None] = {}
+        """Series id -> points of the newest compacted block and their `last_drop` (None: no points);
+        see `_with_newest_block`."""
+        self._newest_generation: tuple[int, int] = (0, -1)
+        self._newest_bytes = 0
+        self._sort_keys: dict[int, str | None] = {}
+        """Series id -> its sort string (see `_in_label_order`); plain dict reads and writes, shared by
+        the query threads (a race only computes a string twice)."""
 
     def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesData]:
+        version = self._tsdb._head.version
+        key = (tuple(matchers), mint, maxt)
+        cached = self._recent.get(key) if version == self._recent_version else None
+        if cached is not None:
+            return list(cached)
         view = self._tsdb.head_view(matchers, mint, maxt)
         if not view.labels:
             return []
-        sids = sorted(view.labels)
+        compacted_until = self._compacted_until()
+        if mint >= compacted_until:
+            # Every point in range is in the view (rule evaluation and recent dashboards): no SQL at all.
+            labels = view.labels
+            head = view.head
+            out = []
+            for sid in self._in_label_order(list(head), labels):
+                ts, values, drop = head[sid]
+                out.append(SeriesData(labels[sid], ts, values, None, None, None, None, drop))
+            self._remember(version, key, out)
+            return out
+        if mint >= max(compacted_until - view.block_ms, view.raw_min):
+            out = self._with_newest_block(view, mint, maxt, compacted_until)
+            self._remember(version, key, out)
+            return out
+        sids = self._in_label_order(list(view.labels), view.labels)
         rolled: dict[int, list[_Piece]] = {}
         h1_hi = min(maxt, min(view.raw_min, view.m1_min) - 1)
         self._collect(rolled, TIER_1H, BLOCK_1H_MS, sids, max(mint, view.h1_min), h1_hi)
@@ -217,8 +252,128 @@ class Querier:
             _fill(columns[4], start, array("d", [1.0]) * n, 0, n)
             last, low, high, total, count = columns
             out.append(SeriesData(view.labels[sid], ts, last, count=count, sum=total, min=low, max=high))
-        out.sort(key=lambda s: s.labels)
         return out
+
+    def _with_newest_block(self, view: HeadView, mint: int, maxt: int, compacted_until: int) -> list[SeriesData]:
+        """The view's series over a range that starts in the newest compacted block: that block's points
+        from a copy kept per series until the next compaction, the rest from the head.
+
+        Windows of rules reach back there for a few minutes after every compaction (`[1h]` windows all
+        the time), and reading the chunks anew for each would cost an SQLite query and a merge per
+        series at every evaluation. A block's chunks change only in a compaction, which also drops the
+        head's samples (`Head.compactions`); samples imported into the block later sit in the head
+        until then and are merged in here.
+        """
+        block_start = compacted_until - view.block_ms
+        generation = (compacted_until, self._tsdb._head.compactions)
+        if self._newest_generation != generation:
+            self._newest = {}
+            self._newest_bytes = 0
+            self._newest_generation = generation
+        newest = self._newest
+        labels = view.labels
+        missing = [sid for sid in labels if sid not in newest]
+        # Past the decoded-chunk cache's budget (the same memory again at most), points are read for
+        # this query alone.
+        once: dict[int, tuple[array, array, int] | None] = {}
+        if missing:
+            loaded: dict[int, list[tuple[array, array]]] = {}
+            for sid, ts, columns in self._reader.read(TIER_RAW, sorted(missing), block_start, compacted_until - 1):
+                loaded.setdefault(sid, []).append((ts, columns[0]))
+            budget = self._tsdb.options.query_cache_bytes
+            for sid in missing:
+                chunks = loaded.get(sid)
+                entry = None
+                if chunks:
+                    ts, values = chunks[0]
+                    for more_ts, more_values in chunks[1:]:
+                        ts, values = merge_points(ts, values, more_ts, more_values)
+                    entry = (ts, values, last_drop(ts, values))
+                size = 100 + (16 * len(entry[0]) if entry is not None else 0)
+                if self._newest_bytes + size <= budget:
+                    newest[sid] = entry
+                    self._newest_bytes += size
+                else:
+                    once[sid] = entry
+        head = view.head
+        out = []
+        for sid in self._in_label_order(list(labels), labels):
+            old = once[sid] if sid in once else newest.get(sid)
+            points = head.get(sid)
+            if old is None:
+                if points is not None:
+                    ts, values, drop = points
+                    out.append(SeriesData(labels[sid], ts, values, None, None, None, None, drop))
+                continue
+            old_t, old_v, old_drop = old
+            i = 0 if old_t[0] >= mint else bisect_left(old_t, mint)
+            j = len(old_t) if old_t[-1] <= maxt else bisect_right(old_t, maxt, i)
+            if points is None:
+                if i < j:
+                    out.append(SeriesData(labels[sid], old_t[i:j], old_v[i:j], None, None, None, None, old_drop))
+                continue
+            new_t, new_v, new_drop = points
+            if i == j:
+                out.append(SeriesData(labels[sid], new_t, new_v, None, None, None, None, new_drop))
+                continue
+            before_t, before_v = old_t[j - 1], old_v[j - 1]
+            if new_t[0] > before_t:
+                # The usual case: the head starts after the block. A drop at the seam counts like any other.
+                seam = new_t[0] if not new_v[0] >= before_v else NO_DROP
+                drop = max(old_drop, seam, new_drop)
+                out.append(SeriesData(labels[sid], old_t[i:j] + new_t, old_v[i:j] + new_v, None, None, None, None,
+                                      drop))
+            else:  # samples imported into the block since it was compacted
+                ts, values = merge_points(old_t[i:j], old_v[i:j], new_t, new_v)
+                out.append(SeriesData(labels[sid], ts, values))
+        return out
+
+    def _remember(self, version: int, key: tuple[tuple[Matcher, ...], int, int], result: list[SeriesData]) -> None:
+        """Keep a head-only answer until the head changes: the rules of a group often select the same
+        series over the same range (a recording rule and the alert reading its input, `absent` beside a
+        `rate`). `version` was read before the view was taken, so the answer holds at least what the head
+        held at that version; an answer stored under a version that has passed is never read again."""
+        if version != self._recent_version:
+            self._recent = {}
+            self._recent_version = version
+        elif len(self._recent) >= _RECENT_MAX:
+            self._recent.clear()
+        self._recent[key] = tuple(result)  # the caller owns the list; every hit gets a list of its own
+
+    def _in_label_order(self, sids: list[int], labels: Mapping[int, Labels]) -> list[int]:
+        """`sids` sorted by their label sets. Comparing label tuples is slow (nested tuples, equal metric
+        names first); each series' labels are kept flattened into one string instead, which sorts the
+        same way (NUL, the separator, sorts before every other character). A series' labels never change
+        while the TSDB is open, and ids are not reused, so the strings are kept by id."""
+        if len(sids) < 2:
+            return sids
+        keys = self._sort_keys
+        try:
+            return sorted(sids, key=keys.__getitem__)
+        except KeyError:
+            if len(keys) > _SORT_KEYS_MAX:
+                keys.clear()
+            for sid in sids:
+                if sid not in keys:
+                    parts = list(chain.from_iterable(labels[sid]))
+                    text = "\x00".join(parts)
+                    # None where a name or value holds a NUL: those compare as tuples (below).
+                    keys[sid] = text if text.count("\x00") == max(len(parts) - 1, 0) else None
+        except TypeError:
+            return sorted(sids, key=labels.__getitem__)
+        try:
+            return sorted(sids, key=keys.__getitem__)
+        except TypeError:
+            return sorted(sids, key=labels.__getitem__)
+
+    def _compacted_until(self) -> int:
+        """Chunks exist only for blocks before this watermark, and the head holds every sample from it on.
+
+        Read after `head_view`: the watermark only grows, and a compaction drops the head's samples in
+        the same locked step that moves it, so a view taken earlier holds every sample at or after the
+        value read here.
+        """
+        return self._tsdb._wm.compacted_until
 
     def _collect(
         self, pieces: dict[int, list[_Piece]], tier: int, block: int, sids: list[int], lo: int, hi: int

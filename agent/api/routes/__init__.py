@@ -5,16 +5,21 @@ from agent.api.routing import RouteTable
 ROUTES = RouteTable()
 
 from agent.api.routes import (  # noqa: E402,F401
+    alerts,
     checks,
     events,
     history,
     incidents,
     keys,
+    maintenance,
     metrics,
+    notifications,
     openapi,
     processes,
     query,
+    rules,
     services,
+    silences,
     system,
     units,
 )

@@ -12,6 +12,7 @@ from agent.api.errors import ok
 from agent.api.formats import human_duration, iso
 from agent.api.routes import ROUTES
 from agent.api.services import Services, services
+from agent.store import alerts as alert_rows
 
 
 @ROUTES.route("GET", "/healthz", summary="Liveness: the process answers", scope=None, tag="probes")
@@ -92,8 +93,27 @@ async def health(request: web.Request) -> web.Response:
         },
         "components": parts,
         "checks": checks_summary(svc),
+        "alerts": await alerts_summary(svc),
+        "maintenance": maintenance_summary(svc),
         "resources": svc.hostview.resources(),
     })
+
+
+async def alerts_summary(svc: Services) -> dict[str, Any]:
+    """Open alert instances by severity (and within it by state), and the rules' health."""
+    by_severity = await alert_rows.open_counts_by_severity(svc.store)
+    totals = {state: sum(c.get(state, 0) for c in by_severity.values())
+              for state in ("firing", "pending", "acknowledged")}
+    rules = svc.rules.counts() if svc.rules is not None else {"groups": 0, "rules": 0, "unhealthy": 0}
+    return {**totals, "by_severity": {sev: sum(c.values()) for sev, c in by_severity.items()},
+            "by_severity_state": by_severity, "rules": rules}
+
+
+def maintenance_summary(svc: Services) -> dict[str, Any]:
+    period = svc.maintenance.active()
+    return {"active": period is not None, "id": period.id if period else None,
+            "reason": period.reason if period else None,
+            "estimated_completion": iso(period.ends_at) if period else None}
 
 
 def checks_summary(svc: Services) -> dict[str, Any]:

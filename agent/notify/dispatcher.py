@@ -30,8 +30,7 @@ from agent.notify.config import FlapDampingConfig, NotificationsConfig, effectiv
 from agent.notify.outbox import Outbox
 from agent.notify.receivers import REGISTRY
 from agent.notify.routing import Route, build_tree
-from agent.store import Store
-from agent.store import notify_groups
+from agent.store import Store, notify_groups
 
 log = structlog.get_logger("vigil.notify")
 TICK = 1.0
@@ -117,7 +116,7 @@ class Dispatcher:
         for key, group in list(self.groups.items()):  # regroup under the new tree at the next evaluation
             self._saved[key] = group.state()
             del self.groups[key]
-        for fp, item in list(self.alerts.items()):
+        for item in list(self.alerts.values()):
             self._route(item, time.time())
 
     def start(self) -> None:
@@ -251,7 +250,8 @@ class Dispatcher:
         after = {a.fingerprint for a in firing}
         changed = before != after or bool(resolved)
         unacked = [a for a in firing if not a.acknowledged]
-        repeat = bool(unacked) and (group.last_sent_at is None or now - group.last_sent_at >= group.route.repeat_interval)
+        since = None if group.last_sent_at is None else now - group.last_sent_at
+        repeat = bool(unacked) and (since is None or since >= group.route.repeat_interval)
         receiver = self.receivers.get(group.receiver)
         send_resolved = receiver.config.send_resolved if receiver is not None else True
         body = None

@@ -17,15 +17,14 @@ import pytest
 
 from agent.alerting.config import MaintenanceConfig, MaintenanceWindowConfig
 from agent.alerting.maintenance import (
-    CronSchedule,
     Maintenance,
     MaintenanceActive,
     MaintenanceNotActive,
     MaintenanceNotFound,
-    cron_day_of_week,
     remaining_text,
 )
 from agent.audit import Audit
+from agent.cron import CronSchedule, cron_day_of_week
 from agent.events import EventBus
 from agent.scheduler import Scheduler
 from agent.selfmetrics import SelfMetrics

@@ -127,6 +127,25 @@ def test_inline_secrets_are_masked_in_diffs_and_events(make_vigil) -> None:
     assert v.stop() == 0
 
 
+def test_secrets_of_receiver_and_check_types_are_masked_in_diffs(make_vigil) -> None:  # type: ignore[no-untyped-def]
+    """Receivers and checks are unions of types: a secret of any member type is masked."""
+    v = make_vigil().start()
+    receivers = [
+        {"name": "mail", "type": "email", "smarthost": "127.0.0.1:25", "from": "a@b.c", "to": ["d@e.f"],
+         "tls": "none", "username": "u", "password": "pw-plain-1"},
+        {"name": "hook", "type": "webhook", "url": "http://127.0.0.1:9/x", "hmac_secret": "hmac-plain-2",
+         "headers": {"X-Token": "hdr-plain-3"}},
+    ]
+    edit(v, lambda d: d.update(notifications={"receivers": receivers}))
+    wait_for(lambda: (v.get("/api/v1/status").json()["data"]["config"]["last_reload"] or {}).get("changes"), 5,
+             "the edit")
+    body = v.get("/api/v1/status").body.decode()
+    for plain in ("pw-plain-1", "hmac-plain-2", "hdr-plain-3"):
+        assert plain not in body and plain not in v.log()
+    assert "***" in body
+    assert v.stop() == 0
+
+
 def test_sighup_picks_up_a_rotated_secret_file(make_vigil, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.conftest import http
 

@@ -10,11 +10,11 @@ import fnmatch
 import ipaddress
 import re
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import Field, field_validator, model_validator
 
 from agent.config.durations import Duration
 from agent.config.section import LabelSet, Section, unique_names
+from agent.cron import CronSchedule
 
 WINDOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -76,7 +76,7 @@ class MaintenanceWindowConfig(Section):
         if len(value.split()) != 5:
             raise ValueError(f"{value!r} is not a cron expression of five fields")
         try:
-            CronTrigger.from_crontab(value)
+            CronSchedule(value)
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a valid cron expression: {exc}") from None
         return value

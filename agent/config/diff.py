@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
@@ -29,43 +31,46 @@ def diff_documents(old: Any, new: Any, path: Path = ()) -> list[dict[str, Any]]:
         old = _MISSING
     if new == {}:
         new = _MISSING
-    secret = is_secret_path(path)
-    return [{
-        "path": format_path(path),
-        "old_value": _shown(old, secret),
-        "new_value": _shown(new, secret),
-    }]
+    return [{"path": format_path(path), "old_value": _shown(old, path), "new_value": _shown(new, path)}]
 
 
-def _shown(value: Any, secret: bool) -> Any:
+def _shown(value: Any, path: Path) -> Any:
+    """The value with every secret inside it masked (a list of receivers holds their passwords)."""
     if value is _MISSING:
         return None
-    if secret:
+    if is_secret_path(path):
         return {k: MASK for k in value} if isinstance(value, dict) else MASK
+    if isinstance(value, dict):
+        return {k: _shown(v, (*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v, (*path, i)) for i, v in enumerate(value)]
     return value
 
 
 def is_secret_path(path: Path) -> bool:
-    """Whether the schema declares the value at `path` (or a container of it) a secret."""
-    model: Any = Config
-    for part in path:
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            info = model.model_fields.get(str(part))
-            if info is None:
-                return False
-            model = info.annotation
-        else:
-            args = [a for a in getattr(model, "__args__", ()) if a is not type(None)]
-            model = args[-1] if args else None  # dict[str, X] -> X, list[X] -> X
-        while getattr(model, "__args__", None) and not _is_container(model):
-            model = next((a for a in model.__args__ if a is not type(None)), None)  # X | None -> X
-        if model is SecretStr:
-            return True
+    """Whether the schema declares the value at `path` a secret, or a container of secrets. Where the
+    schema has a union (check and receiver types), a path is secret when it is in any member."""
+    return _secret_in(Config, tuple(path))
+
+
+def _secret_in(annotation: Any, path: Path) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _secret_in(typing.get_args(annotation)[0], path)
+    if origin in (typing.Union, types.UnionType):
+        return any(_secret_in(a, path) for a in typing.get_args(annotation) if a is not type(None))
+    if annotation is SecretStr:
+        return True
+    if not path:
+        return origin in (dict, list) and _secret_in(typing.get_args(annotation)[-1], ())
+    part, rest = path[0], path[1:]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        info = annotation.model_fields.get(str(part)) or next(
+            (f for f in annotation.model_fields.values() if f.alias == part), None)
+        return info is not None and _secret_in(info.annotation, rest)
+    if origin in (dict, list):
+        return _secret_in(typing.get_args(annotation)[-1], rest)
     return False
-
-
-def _is_container(annotation: Any) -> bool:
-    return getattr(annotation, "__origin__", None) in (dict, list)
 
 
 def touches(changes: list[dict[str, Any]], prefixes: tuple[str, ...]) -> list[str]:

@@ -226,8 +226,10 @@ def os_reason(exc: BaseException) -> str:
 # --- HTTP ---------------------------------------------------------------------------------------------
 
 def status_retryable(status: int) -> bool:
-    """408, 429 and 5xx may pass later; any other refusal will be the same next time."""
-    return status in (408, 429) or status >= 500
+    """408, 429 and 5xx may pass later. So may 401 and 403: credentials are fixed in the config, and
+    messages are held (within the outbox's limits) until then rather than dropped. Any other refusal
+    concerns the message itself and will be the same next time."""
+    return status in (401, 403, 408, 429) or status >= 500
 
 
 class HttpSender:

@@ -227,8 +227,8 @@ def _classify(exc: BaseException) -> _Refused:
     if isinstance(exc, smtplib.SMTPConnectError):
         return _Refused(f"the server refused the connection: {exc.smtp_code} {_text(exc.smtp_error)}", True)
     if isinstance(exc, smtplib.SMTPAuthenticationError):
-        return _Refused(f"authentication failed: {exc.smtp_code} {_text(exc.smtp_error)}",
-                        retryable=not 500 <= exc.smtp_code < 600)
+        # Held until the credentials are fixed in the config (see common.status_retryable).
+        return _Refused(f"authentication failed: {exc.smtp_code} {_text(exc.smtp_error)}", retryable=True)
     if isinstance(exc, smtplib.SMTPResponseException):
         step = {smtplib.SMTPSenderRefused: "sender refused", smtplib.SMTPDataError: "message refused",
                 smtplib.SMTPHeloError: "EHLO refused"}.get(type(exc), "refused")

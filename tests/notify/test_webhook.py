@@ -209,8 +209,8 @@ async def test_keeps_the_connection(hook: Hook) -> None:
 
 
 @pytest.mark.parametrize(("status", "retryable"), [
-    (500, True), (502, True), (503, True), (408, True), (429, True),
-    (400, False), (401, False), (403, False), (404, False), (413, False), (422, False), (301, False),
+    (500, True), (502, True), (503, True), (408, True), (429, True), (401, True), (403, True),
+    (400, False), (404, False), (413, False), (422, False), (301, False),
 ])
 async def test_error_answers(hook: Hook, status: int, retryable: bool) -> None:
     hook.status = status

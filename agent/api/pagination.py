@@ -18,7 +18,7 @@ MAX_LIMIT = 1000
 
 class PageQuery(QueryModel):
     limit: int = Field(100, ge=1, le=MAX_LIMIT, description=f"at most {MAX_LIMIT}")
-    offset: int = Field(0, ge=0, description="skip this many (or use cursor)")
+    offset: int = Field(0, ge=0, le=2**31, description="skip this many (or use cursor)")
     cursor: str | None = Field(None, description="next_cursor of the previous page")
 
 

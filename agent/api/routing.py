@@ -42,6 +42,7 @@ class Endpoint:
     websocket: bool = False
     tag: str = "system"
     body_limit: Callable[[Config], int] | None = None  # default: api.max_body_bytes
+    envelope: bool = True  # answers {"status": "success", "data": ...}; the probes, /metrics and OpenAPI do not
 
 
 class RouteTable:
@@ -52,12 +53,12 @@ class RouteTable:
         self, method: str, path: str, *, summary: str, scope: str | None, category: str = "general",
         query: type[BaseModel] | None = None, body: type[BaseModel] | None = None,
         responses: dict[int, str] | None = None, websocket: bool = False, tag: str = "system",
-        body_limit: Callable[[Config], int] | None = None,
+        body_limit: Callable[[Config], int] | None = None, envelope: bool = True,
     ) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
             self.endpoints.append(Endpoint(
                 method, path, fn, summary, scope, category, query, body, responses or {}, websocket, tag,
-                body_limit,
+                body_limit, envelope,
             ))
             return fn
 

@@ -83,7 +83,7 @@ async def list_alerts(request: web.Request) -> web.Response:
 
 def _alert_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):  # "³" is a digit to str.isdigit
         raise ApiError(404, f"no alert with id {raw!r}")
     return int(raw)
 

@@ -57,7 +57,7 @@ async def list_incidents(request: web.Request) -> web.Response:
 
 def _incident_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):  # "³" is a digit to str.isdigit
         raise ApiError(404, f"no incident with id {raw!r}")
     return int(raw)
 

@@ -24,7 +24,7 @@ _bcrypt_slots = asyncio.Semaphore(2)  # (user, bcrypt hash, sha256 of password) 
 
 
 @ROUTES.route("GET", "/metrics", summary="Prometheus exposition (text or OpenMetrics)", scope=None,
-              tag="metrics", responses={401: "credentials required (when configured)"})
+              tag="metrics", responses={401: "credentials required (when configured)"}, envelope=False)
 async def metrics(request: web.Request) -> web.Response:
     svc = services(request)
     cfg = svc.config.config.metrics

@@ -28,6 +28,14 @@ def _error_schema() -> dict[str, Any]:
     }
 
 
+def _success_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["status", "data"],
+        "properties": {"status": {"type": "string", "enum": ["success"]}, "data": {}},
+    }
+
+
 def _operation(ep: Endpoint, defs: dict[str, Any]) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -59,28 +67,35 @@ def _operation(ep: Endpoint, defs: dict[str, Any]) -> dict[str, Any]:
         }
     success = 101 if ep.websocket else next((c for c in ep.responses if c < 300), 200)
     op["responses"][str(success)] = {"description": ep.responses.get(success, "success")}
+    if ep.envelope and not ep.websocket:
+        op["responses"][str(success)]["content"] = {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Success"}}}
     errors = {400: "bad input", 404: "not found"} if (ep.query or ep.body or "{" in ep.path) else {}
+    if ep.body is not None:
+        errors[413] = "request body too large"
     if ep.scope is not None:
         op["security"] = [{"bearer": []}, {"apiKey": []}]
         op["x-required-scope"] = ep.scope
         op["x-rate-limit-category"] = ep.category
         errors.update({401: "missing, wrong, expired or revoked key", 403: f"key lacks {ep.scope}",
                        429: "rate limit exceeded"})
+        if ep.method not in ("GET", "HEAD", "OPTIONS"):
+            errors[503] = "maintenance mode (MAINTENANCE_MODE) or the store is unavailable (disk full)"
     for code, text in {**errors, **{c: t for c, t in ep.responses.items() if c >= 300}}.items():
-        op["responses"][str(code)] = {
-            "description": text,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
+        op["responses"][str(code)] = {"description": text}
+        if ep.envelope:
+            op["responses"][str(code)]["content"] = {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     return op
 
 
 def build_document() -> dict[str, Any]:
-    defs: dict[str, Any] = {"Error": _error_schema()}
+    defs: dict[str, Any] = {"Error": _error_schema(), "Success": _success_schema()}
     paths: dict[str, dict[str, Any]] = {}
     for ep in ROUTES.endpoints:
         paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep, defs)
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "Vigil admin API", "version": __version__},
         "paths": paths,
         "components": {
@@ -94,6 +109,6 @@ def build_document() -> dict[str, Any]:
 
 
 @ROUTES.route("GET", "/api/v1/openapi.json", summary="This API's OpenAPI 3 document", scope="read:system",
-              tag="meta")
+              tag="meta", envelope=False)
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(build_document())

@@ -15,13 +15,14 @@ from agent.api.services import Services, services
 from agent.store import alerts as alert_rows
 
 
-@ROUTES.route("GET", "/healthz", summary="Liveness: the process answers", scope=None, tag="probes")
+@ROUTES.route("GET", "/healthz", summary="Liveness: the process answers", scope=None, tag="probes",
+              envelope=False)
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 @ROUTES.route("GET", "/readyz", summary="Readiness: 200 while the store is open and the scheduler runs",
-              scope=None, tag="probes", responses={503: "not ready"})
+              scope=None, tag="probes", responses={503: "not ready"}, envelope=False)
 async def readyz(request: web.Request) -> web.Response:
     svc = services(request)
     checks = {"store": svc.store.is_open, "scheduler": svc.scheduler.running, "started": svc.is_ready()}

@@ -21,7 +21,7 @@ before its `group_wait` ran out, so such a test would reach nobody downstream. T
 Alertmanager's UI, goes out as firing through Alertmanager's route, and then resolves by itself.
 
 Alertmanager answers 200, or 400 with the reason for a batch it refuses (which is dropped: it would be
-refused again); 5xx, timeouts and connection errors are retried.
+refused again); 401/403 (credentials), 5xx, timeouts and connection errors are retried.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ MessageKind = Literal["notification", "event", "test"]
 
 class DeliveryError(Exception):
     """The message was not delivered. `retryable` False means retrying cannot help (a 4xx other
-    than 408/429, a payload the receiver refuses): the message is dropped with a counter."""
+    than 401/403/408/429, a payload the receiver refuses): the message is dropped with a counter."""
 
     def __init__(self, message: str, retryable: bool = True):
         super().__init__(message)

@@ -12,8 +12,9 @@ was sent). `X-Vigil-Message-Id` is the outbox id: delivery is at-least-once, so 
 message it already has. With `send_events: true`, bus events (alert and check state changes) are
 posted too, as `{"type": ..., "data": ..., "id": ..., "time": ..., "hostname": ...}`.
 
-Answers 2xx are success; 408, 429, 5xx, timeouts and connection errors are retried by the outbox;
-any other answer (and a redirect, which is not followed) drops the message with a counter.
+Answers 2xx are success; 401, 403, 408, 429, 5xx, timeouts and connection errors are retried by the
+outbox (wrong credentials hold messages until the config is fixed, within the outbox's limits); any
+other answer (and a redirect, which is not followed) drops the message with a counter.
 """
 
 from __future__ import annotations

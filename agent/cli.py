@@ -11,7 +11,12 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from agent import __version__, checkcli, querycli
+from agent import __version__, checkcli, logcli, querycli, taskcli
+
+# Re-exported for the commands that start a task: `--wait` follows it with a progress bar.
+from agent.taskcli import add_wait_flag as add_wait_flag
+from agent.taskcli import follow as follow
+from agent.taskcli import wait_for_task as wait_for_task
 
 DEFAULT_CONFIG = "/etc/vigil/vigil.yaml"
 
@@ -76,6 +81,8 @@ def parser() -> argparse.ArgumentParser:
     test_rules.add_argument("files", nargs="+", metavar="FILE", help="unit test files")
     querycli.add_commands(sub, _add_client)
     checkcli.add_commands(sub, _add_client)
+    taskcli.add_commands(sub, _add_client)
+    logcli.add_commands(sub, _add_client, _add_config)
     return ap
 
 
@@ -101,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"vigil {__version__}")
         return 0
+    if args.command == "audit":
+        return logcli.audit_verify(args)
     try:
         client = Client.from_args(args)
         if args.command == "status":
@@ -111,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             return querycli.run(client, args)
         if args.command in ("checks", "check"):
             return checkcli.run(client, args)
+        if args.command == "tasks":
+            return taskcli.run(client, args)
+        if args.command == "logs":
+            return logcli.logs_command(client, args)
     except (ClientError, querycli.UsageError) as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return 1

@@ -30,6 +30,7 @@ from agent.alerting.maintenance import Maintenance
 from agent.alerting.manager import RuleManager
 from agent.alerting.silencebook import SilenceBook
 from agent.api.app import build_app
+from agent.api.pagination import set_cursor_secret
 from agent.api.ratelimit import RateLimiter
 from agent.api.services import Services
 from agent.audit import Audit
@@ -47,13 +48,16 @@ from agent.events import EventBus
 from agent.exporter import Exporter
 from agent.history import History
 from agent.hostview import HostView
+from agent.logbook.book import LogBook
 from agent.notify.dispatcher import Dispatcher
 from agent.notify.outbox import Outbox
 from agent.processes import ProcessTable
 from agent.scheduler import Scheduler
 from agent.sdnotify import Notifier, watchdog_interval
+from agent.security.policy import AccessPolicy
 from agent.selfmetrics import SelfMetrics
-from agent.store import Store, StoreError
+from agent.store import Store, StoreError, cursor_secret
+from agent.tasks import TaskRunner
 from agent.units.manager import UnitManager
 
 log = structlog.get_logger("vigil.daemon")
@@ -101,6 +105,7 @@ class Daemon:
         self._watcher: ConfigWatcher | None = None
         self._manager: ConfigManager | None = None
         self._history: History | None = None
+        self._logbook: LogBook | None = None
 
     async def run(self) -> int:
         overrides = {"listen": self.options.listen, "state_dir": self.options.state_dir}
@@ -111,6 +116,10 @@ class Daemon:
             return 1
         config = loaded.config
         logs.configure(config.log.level, config.log.format)
+        # Capturing starts now, so that the start-up's own events are stored once the store opens.
+        self._logbook = LogBook(self.metrics, config.log.store, config.log.files)
+        if config.log.store.enabled:
+            logs.set_sink(self._logbook.capture, config.log.store.level)
         try:
             return await self._serve(loaded)
         except StartupError as exc:
@@ -138,7 +147,14 @@ class Daemon:
         units: UnitManager | None = None
         rules: RuleManager | None = None
         notifier: Dispatcher | None = None
+        tasks: TaskRunner | None = None
+        logbook = self._logbook or LogBook(self.metrics, config.log.store, config.log.files)
+        logbook.start(store)
         try:
+            try:
+                set_cursor_secret(await cursor_secret.load_or_create(store))
+            except StoreError as exc:
+                raise StartupError(f"cannot load the cursor secret: {exc}") from None
             keys = KeyRing(store)
             try:
                 await keys.load()
@@ -154,6 +170,11 @@ class Daemon:
                 await manager.record_startup()
             except StoreError as exc:
                 raise StartupError(f"cannot record the config version: {exc}") from None
+            tasks = TaskRunner(store, bus, config.tasks)
+            try:
+                await tasks.recover()  # what a crash left running is interrupted, before anything new starts
+            except StoreError as exc:
+                raise StartupError(f"cannot recover the state of tasks: {exc}") from None
             history = History(store, config.history, self.metrics)
             try:
                 await history.open()
@@ -171,6 +192,11 @@ class Daemon:
                 await maintenance.load()
             except StoreError as exc:
                 raise StartupError(f"cannot load silences and maintenance periods: {exc}") from None
+            security = AccessPolicy(store, audit, bus, lambda: manager.config.security)
+            try:
+                await security.load()  # a restart does not unlock an address
+            except StoreError as exc:
+                raise StartupError(f"cannot load the lockouts: {exc}") from None
             check_ctx = CheckContext(config.check_runner.max_output_bytes, config.check_runner.systemctl,
                                      config.collectors.proc_path, state_dir)
             checks = CheckRunner(store, scheduler, bus, self.metrics, audit, check_ctx, config.check_runner)
@@ -204,11 +230,12 @@ class Daemon:
             limiter = RateLimiter(config.api.rate_limit)
             svc = Services(
                 config=manager, store=store, keys=keys, bus=bus, scheduler=scheduler, collectors=collectors,
-                exporter=exporter, checks=checks, audit=audit, silences=silences, maintenance=maintenance,
+                exporter=exporter, checks=checks, audit=audit, silences=silences, maintenance=maintenance, tasks=tasks,
+                security=security,
                 processes=ProcessTable(config.processes.cache_ttl, config.collectors.proc_path),
                 metrics=self.metrics, hostview=hostview, limiter=limiter,
                 tsdb=history.tsdb, queries=history.queries, units=units,
-                started_at=started_at, rules=rules, notifier=notifier,
+                started_at=started_at, rules=rules, notifier=notifier, logbook=logbook,
                 is_ready=lambda: self._ready,
             )
             self._history = history
@@ -230,6 +257,8 @@ class Daemon:
             rules.start()
             await rules.configure(loaded.rule_groups)
             scheduler.every("vigil.keys_last_used", 60, keys.flush_last_used)
+            scheduler.every("logbook.prune", 3600.0, logbook.prune_job, first_in=2.0)
+            scheduler.every("tasks.prune", 3600.0, tasks.prune, first_in=60.0)
 
             runner = web.AppRunner(build_app(svc), access_log=None, handle_signals=False,
                                    shutdown_timeout=config.api.shutdown_timeout)
@@ -269,6 +298,8 @@ class Daemon:
             scheduler.shutdown()
             if runner is not None:
                 await _logged("api_stop_failed", runner.cleanup())  # stop accepting, finish in-flight requests
+            if tasks is not None:  # before the components their work may use, and the store they write to
+                await _logged("tasks_stop_failed", tasks.close())
             if collectors is not None:
                 collectors.close()
             if rules is not None:
@@ -289,6 +320,8 @@ class Daemon:
                     await keys.flush_last_used()
                 except StoreError as exc:
                     log.warning("keys_flush_failed", error=str(exc))
+            await _logged("logbook_stop_failed", logbook.close())  # the events of the shutdown above, too
+            logs.set_sink(None)
             await store.close()
             self.notifier.close()
         log.info("vigil_stopped")
@@ -299,8 +332,13 @@ class Daemon:
         new, old = new_loaded.config, old_loaded.config
         if new.log != old.log:
             logs.configure(new.log.level, new.log.format)
+            if svc.logbook is not None:
+                svc.logbook.configure(new.log.store, new.log.files)
+                logs.set_sink(svc.logbook.capture if new.log.store.enabled else None, new.log.store.level)
         svc.limiter.config = new.api.rate_limit
         svc.processes.ttl = new.processes.cache_ttl
+        if new.tasks != old.tasks:
+            await svc.tasks.configure(new.tasks)
         if new.collectors != old.collectors:
             svc.collectors.configure(new.collectors)
         if new.checks != old.checks or new.check_runner != old.check_runner:
@@ -310,7 +348,8 @@ class Daemon:
         if new.maintenance != old.maintenance:
             svc.maintenance.configure(new.maintenance)
         if new.units != old.units or new.check_runner.systemctl != old.check_runner.systemctl:
-            await svc.units.configure(new.units, systemctl=new.check_runner.systemctl)
+            # strict: a unit the change starts and that fails to start refuses the change (and undoes it)
+            await svc.units.configure(new.units, systemctl=new.check_runner.systemctl, strict=True)
         if svc.rules is not None:
             svc.rules.engine = svc.queries.engine
             if new_loaded.rule_groups != old_loaded.rule_groups or new.alerting != old.alerting:

@@ -64,3 +64,13 @@ class Exporter:
             live = live[: -len(b"# EOF\n")]
         own = encoder(self.metrics.registry)
         return cached[1] + live + own, content_type
+
+    def cached_bytes(self) -> dict[str, int]:
+        """Bytes of the rendered host part kept per content type (GET /api/v1/cache)."""
+        return {k: len(v[1]) for k, v in self._cache.items()}
+
+    def clear_cache(self) -> int:
+        """Drop the rendered host part; the next scrape renders it again. Returns the entries dropped."""
+        dropped = len(self._cache)
+        self._cache = {}
+        return dropped

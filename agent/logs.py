@@ -7,11 +7,19 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+# structlog's method names and the stdlib's level names, as numbers (what the store keeps and filters on).
+LEVEL_NUMBERS = {
+    "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
+    "error": logging.ERROR, "exception": logging.ERROR, "critical": logging.CRITICAL, "fatal": logging.CRITICAL,
+}
+# Where every event at or above the sink's level goes besides stdout: (logger name, level number, event dict).
+Sink = Callable[[str, int, dict[str, Any]], None]
 
 # Logger name prefix -> the component (GET /api/v1/services/{name}) whose recent errors it files.
 COMPONENT_OF_LOGGER = {
@@ -145,10 +153,50 @@ class NamedPrintLoggerFactory:
         return NamedPrintLogger(self._file, name)
 
 
+class _Output:
+    """What `configure` last set up, so that `set_sink` can redo it with the sink's level."""
+
+    level = "info"
+    format = "json"
+    sink: Sink | None = None
+    sink_level = logging.INFO
+
+
+def _level_of(method_name: str, event_dict: Any) -> int:
+    return LEVEL_NUMBERS.get(str(event_dict.get("level") or method_name).lower(), logging.INFO)
+
+
+def to_sink(logger: Any, method_name: str, event_dict: Any) -> Any:
+    """structlog processor: hand the event to the sink (the logbook) when it is at the sink's level."""
+    sink = _Output.sink
+    if sink is not None:
+        level = _level_of(method_name, event_dict)
+        if level >= _Output.sink_level:
+            name = getattr(logger, "name", None) or event_dict.get("logger") or ""
+            sink(str(name), level, event_dict)
+    return event_dict
+
+
+def drop_below_output(logger: Any, method_name: str, event_dict: Any) -> Any:
+    """structlog processor: the store may keep debug events that stdout (log.level) does not show."""
+    if _level_of(method_name, event_dict) < _LEVELS[_Output.level]:
+        raise structlog.DropEvent
+    return event_dict
+
+
+def set_sink(sink: Sink | None, level: str = "info") -> None:
+    """Also give every event at `level` or above to `sink` (None: stop). The sink is called in the
+    logging thread and must return at once."""
+    _Output.sink, _Output.sink_level = sink, _LEVELS[level]
+    configure(_Output.level, _Output.format)
+
+
 def configure(level: str = "info", fmt: str = "json") -> None:
+    _Output.level, _Output.format = level, fmt
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
+    lowest = min(_LEVELS[level], _Output.sink_level) if _Output.sink is not None else _LEVELS[level]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -156,9 +204,11 @@ def configure(level: str = "info", fmt: str = "json") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             file_errors,
             structlog.processors.format_exc_info,
+            to_sink,
+            drop_below_output,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        wrapper_class=structlog.make_filtering_bound_logger(lowest),
         logger_factory=NamedPrintLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=False,
     )
@@ -172,6 +222,7 @@ def configure(level: str = "info", fmt: str = "json") -> None:
                 structlog.stdlib.add_logger_name,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
                 file_errors,
+                to_sink,
             ],
         )
     )

@@ -45,14 +45,39 @@ class ProcessTable:
         self._prev_at = 0.0
         self._users: dict[int, str] = {}
         self._lock = asyncio.Lock()
+        self.hits = 0  # snapshots answered from the shared scan
+        self.misses = 0  # snapshots that scanned
 
     async def snapshot(self) -> tuple[list[ProcessInfo], float]:
         """The process list and the time it was taken (at most `ttl` seconds old)."""
         async with self._lock:
             if time.monotonic() - self._taken >= self.ttl:
+                self.misses += 1
                 self._rows = await asyncio.to_thread(self._scan)
                 self._taken = time.monotonic()
+            else:
+                self.hits += 1
             return self._rows, time.time() - (time.monotonic() - self._taken)
+
+    def cached_rows(self) -> list[ProcessInfo]:
+        """The shared scan as it is (GET /api/v1/cache sizes it)."""
+        return self._rows
+
+    def cached_users(self) -> dict[int, str]:
+        return self._users
+
+    def clear_scan(self) -> int:
+        """Drop the shared scan (the next caller scans); the CPU baseline stays, so CPU percent does not
+        fall back to lifetime averages. Returns the rows dropped."""
+        dropped = len(self._rows)
+        self._rows, self._taken = [], 0.0
+        return dropped
+
+    def clear_users(self) -> int:
+        """Forget uid -> user name look-ups (after a user was renamed); returns how many."""
+        dropped = len(self._users)
+        self._users = {}
+        return dropped
 
     def _user(self, uid: int) -> str:
         name = self._users.get(uid)

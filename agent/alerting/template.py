@@ -3253,6 +3253,18 @@ def _compiled(text: str, name: str, alert: bool) -> Template | TemplateError:
         return exc
 
 
+def compile_cache() -> functools._CacheInfo:
+    """Hits, misses and size of the parsed-template cache behind `compile` (GET /api/v1/cache)."""
+    return _compiled.cache_info()
+
+
+def clear_compile_cache() -> int:
+    """Forget parsed templates (each is parsed again at its next use); returns how many there were."""
+    dropped = _compiled.cache_info().currsize
+    _compiled.cache_clear()
+    return dropped
+
+
 def compile(text: str, name: str = "__alert_", *, alert: bool = True) -> Template:
     """Parses a template (cached). With `alert`, Prometheus's alert header is put first, as the rules
     manager does; `name` is what errors show ("__alert_" + the alert's name in Prometheus).

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from agent.tasks.model import Task
 
 STATUS_TYPES = {
     400: "bad_data",
@@ -48,3 +51,10 @@ def error_response(request: web.Request, error: ApiError) -> web.Response:
 
 def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"status": "success", "data": data}, status=status, headers=headers)
+
+
+def accepted(task: Task) -> web.Response:
+    """202 for a long operation started as a task: follow it at `links.self` (also the Location header)."""
+    link = f"/api/v1/tasks/{task.id}"
+    return ok({"task_id": task.id, "status": task.status, "type": task.type, "links": {"self": link}},
+              status=202, headers={"Location": link})

@@ -18,7 +18,9 @@ from agent.api.routing import Endpoint
 from agent.api.services import services
 from agent.auth.keys import AuthFailure
 from agent.auth.roles import scopes_of
+from agent.security.policy import KeyTooOld
 from agent.store import StoreError
+from agent.store.apikeys import ApiKeyRow
 
 log = structlog.get_logger("vigil.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -75,7 +77,23 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
         duration_ms=round(elapsed * 1000, 2), remote=request.remote, key_id=key.id if key else None,
         request_id=request_id,
     )
+    if key is not None and request.method not in _SAFE_METHODS and not request.get("audited"):
+        await _audit_request(request, key.id, route, response.status, elapsed)
     return response
+
+
+async def _audit_request(request: web.Request, key_id: str, route: str, status: int, elapsed: float) -> None:
+    """An `api_request` audit row for a call that may change something (a write or admin scope), once
+    it is answered: who, from where, what, and how it ended. Never the body (it may hold secrets)."""
+    endpoint = endpoint_of(request)
+    if endpoint is None or endpoint.scope is None or endpoint.scope.startswith("read:"):
+        return
+    await services(request).audit.record_quietly(
+        "api_request", actor=key_id, remote=request.remote, target=request.path[:500],
+        outcome="success" if status < 400 else "failure",
+        details={"method": request.method, "route": route, "status": status, "scope": endpoint.scope,
+                 "request_id": request.get("request_id"), "duration_ms": round(elapsed * 1000, 2)},
+    )
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -91,15 +109,35 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if endpoint is None or endpoint.scope is None:
         return await handler(request)
     svc = services(request)
-    found = svc.keys.authenticate(bearer_token(request))
-    if isinstance(found, AuthFailure):
+    refusal = svc.security.check_address(request.remote)  # allowlist and lockout, before the key is looked at
+    if refusal is not None:
+        svc.metrics.auth_failures.labels(refusal.reason).inc()
+        log.warning("address_refused", reason=refusal.reason, remote=request.remote, path=request.path)
+        raise ApiError(refusal.status, refusal.message, refusal.details,
+                       headers={"Retry-After": str(refusal.retry_after)} if refusal.retry_after else None)
+    found: ApiKeyRow | AuthFailure | KeyTooOld = svc.keys.authenticate(bearer_token(request))
+    if isinstance(found, ApiKeyRow):
+        found = svc.security.key_too_old(found) or found
+    if not isinstance(found, ApiKeyRow):
         svc.metrics.auth_failures.labels(found.reason).inc()
         log.warning("auth_failed", reason=found.reason, remote=request.remote, path=request.path)
+        await svc.security.failed(request.remote, found.reason, getattr(found, "key_id", None), request.path[:500])
+        await svc.audit.record_quietly(
+            "auth_failure", actor=getattr(found, "key_id", None), remote=request.remote, target=request.path[:500],
+            outcome=found.reason, details={"method": request.method, "route": endpoint.path, "reason": found.reason,
+                                           "request_id": request.get("request_id")},
+        )
         raise ApiError(401, found.message, {"reason": found.reason},
                        headers={"WWW-Authenticate": 'Bearer realm="vigil"'})
     request["key"] = found
     if endpoint.scope not in scopes_of(found.role):
         svc.metrics.auth_failures.labels("forbidden").inc()
+        request["audited"] = True  # this row says it all: no api_request row as well
+        await svc.audit.record_quietly(
+            "access_denied", actor=found.id, remote=request.remote, target=request.path[:500], outcome="forbidden",
+            details={"method": request.method, "route": endpoint.path, "required_scope": endpoint.scope,
+                     "role": found.role, "request_id": request.get("request_id")},
+        )
         raise ApiError(
             403, f"this route needs scope {endpoint.scope}, which role {found.role} does not have",
             {"required_scope": endpoint.scope, "role": found.role, "key_id": found.id},

@@ -20,15 +20,20 @@ from agent.checks.runner import CheckRunner
 from agent.collectors.runner import CollectorRunner
 from agent.components import Components, build
 from agent.config.manager import ConfigManager
+from agent.diagnostics.caches import Caches
+from agent.diagnostics.caches import build as build_caches
 from agent.events import EventBus
 from agent.exporter import Exporter
 from agent.hostview import HostView
+from agent.logbook.book import LogBook
 from agent.notify.dispatcher import Dispatcher
 from agent.processes import ProcessTable
 from agent.queries import QueryService
 from agent.scheduler import Scheduler
+from agent.security.policy import AccessPolicy
 from agent.selfmetrics import SelfMetrics
 from agent.store import Store
+from agent.tasks import TaskRunner
 from agent.tsdb.db import TSDB
 from agent.units.manager import UnitManager
 
@@ -53,10 +58,13 @@ class Services:
     audit: Audit
     silences: SilenceBook
     maintenance: Maintenance
+    security: AccessPolicy
+    tasks: TaskRunner
     started_at: float
     is_ready: Callable[[], bool]
     rules: RuleManager | None = None
     notifier: Dispatcher | None = None
+    logbook: LogBook | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -68,6 +76,11 @@ class Services:
     def components(self) -> Components:
         """Vigil's own components (`/api/v1/services`), built on first use from the fields above."""
         return build(self)
+
+    @cached_property
+    def caches(self) -> Caches:
+        """Vigil's own caches (`/api/v1/cache`), built on first use from the fields above."""
+        return build_caches(self)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -28,6 +28,7 @@ def hash_token(token: str) -> str:
 @dataclass(frozen=True)
 class AuthFailure:
     reason: str  # missing, unknown, revoked, expired
+    key_id: str | None = None  # known for a revoked or expired key (the audit log names it)
 
     @property
     def message(self) -> str:
@@ -68,9 +69,9 @@ class KeyRing:
             return AuthFailure("unknown")
         now = time.time()
         if row.revoked_at is not None:
-            return AuthFailure("revoked")
+            return AuthFailure("revoked", row.id)
         if row.expires_at is not None and row.expires_at <= now:
-            return AuthFailure("expired")
+            return AuthFailure("expired", row.id)
         row.last_used = now
         self._used[row.id] = now
         return row

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ class ConfigManager:
                 await self._apply(new, old)
             except Exception as exc:
                 log.exception("config_apply_failed", source=source)
-                await self._apply(old, new)
+                await self._restore(old, new)
                 return self._rejected(
                     source, [ConfigIssue(self.path, None, "", f"applying the change failed: {exc}")]
                 )
@@ -123,7 +124,7 @@ class ConfigManager:
                     self.store, time.time(), source, actor, reason, changes, new.sources
                 )
             except StoreError as exc:
-                await self._apply(old, new)
+                await self._restore(old, new)
                 return self._rejected(source, [ConfigIssue(self.path, None, "", f"cannot record the version: {exc}")])
             # No await from here on: readers see the new config, version and result together.
             self.current = new
@@ -134,19 +135,28 @@ class ConfigManager:
 
     async def write_files(
         self, texts: dict[str, str | None], source: str, actor: str | None = None, reason: str | None = None,
+        restore_on_failure: bool = True,
     ) -> ReloadResult:
         """Change config files over the API: the proposed set is validated as a whole first; only a valid
         one is written (atomically, file by file) and then loaded like any edit. If loading it fails after
-        all (the files changed under us), the previous texts are put back."""
+        all (a component refused it, or the files changed under us), the previous texts are put back,
+        unless `restore_on_failure` is False: then the files keep the change for the operator to look at,
+        while the components keep running the previous config (a reload re-applies it on failure)."""
         proposed = {p: t for p, t in {**self.current.sources, **texts}.items() if t is not None}
         try:
             await asyncio.to_thread(parse_sources, proposed, self.path, self.current.overrides)
         except ConfigError as exc:
             return self._rejected(source, exc.issues, publish=False)
         previous = {path: self.current.sources.get(path) for path in texts}
-        await asyncio.to_thread(_write_texts, texts)
+        try:
+            await asyncio.to_thread(_write_texts, texts)
+        except OSError as exc:
+            await asyncio.to_thread(_write_texts_quietly, previous)
+            where = getattr(exc, "filename", None) or self.path
+            return self._rejected(source, [ConfigIssue(str(where), None, "", f"cannot write: {exc.strerror or exc}")],
+                                  publish=False)
         result = await self.reload(source, actor, reason)
-        if not result.ok:
+        if not result.ok and restore_on_failure:
             await asyncio.to_thread(_write_texts, previous)
         return result
 
@@ -155,6 +165,14 @@ class ConfigManager:
             outcome = listener(new, old)
             if outcome is not None:
                 await outcome
+
+    async def _restore(self, old: LoadedConfig, new: LoadedConfig) -> None:
+        """Hand the previous config back to the components; a component failing again is logged (the
+        reload is refused either way, and the rest must still get the previous config back)."""
+        try:
+            await self._apply(old, new)
+        except Exception:
+            log.exception("config_restore_failed")
 
     def _accepted(
         self, source: str, version_id: int | None, changes: list[dict[str, Any]], restart: list[str]
@@ -201,19 +219,43 @@ def _rotated_secrets(old: LoadedConfig, new: LoadedConfig) -> list[dict[str, Any
 
 
 def _write_texts(texts: dict[str, str | None]) -> None:
-    """Each file replaced by rename (a reader never sees half a file); None removes the file."""
+    """Each file replaced by rename (a reader never sees half a file); None removes the file. The new
+    file keeps the old one's mode and owner: a config holding secrets is often 0640 root:vigil, and an
+    API change must not leave it world-readable. A new file starts as 0600."""
     for path, text in texts.items():
         if text is None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             continue
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        directory = os.path.dirname(path) or "."
+        os.makedirs(directory, exist_ok=True)
+        try:
+            old: os.stat_result | None = os.stat(path)
+        except FileNotFoundError:
+            old = None
         tmp = f"{path}.vigil-tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
+            if old is not None:
+                os.fchmod(fh.fileno(), stat.S_IMODE(old.st_mode))
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fh.fileno(), old.st_uid, old.st_gid)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the rename itself survives a power loss
+        finally:
+            os.close(dir_fd)
+
+
+def _write_texts_quietly(texts: dict[str, str | None]) -> None:
+    """Put files back after a failed write, as far as the disk lets us."""
+    for path, text in texts.items():
+        with contextlib.suppress(OSError):
+            _write_texts({path: text})
 
 
 def _rule_file_changes(old: LoadedConfig, new: LoadedConfig) -> list[dict[str, Any]]:

@@ -14,9 +14,12 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from agent.alerting.config import AlertingConfig, MaintenanceConfig
 from agent.checks import REGISTRY as CHECK_TYPES
 from agent.checks.base import CheckConfig as CheckConfigBase
+from agent.cleanup.config import CleanupConfig
 from agent.config.durations import Duration
 from agent.config.section import LabelSet, Pattern, Section, unique_names
+from agent.logbook.config import LogFileConfig, LogStoreConfig
 from agent.notify.config import NotificationsConfig
+from agent.security.config import SecurityConfig
 from agent.units.config import UnitConfig
 
 # One model per check type, told apart by `type` (an unknown type names the known ones).
@@ -47,8 +50,18 @@ def split_listen(value: str) -> tuple[str, int]:
 
 
 class LogConfig(Section):
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="lowest level written to stdout")
     format: Literal["json", "console"] = Field("json", description="json lines (for journald) or console")
+    store: LogStoreConfig = Field(default_factory=LogStoreConfig)
+    files: list[LogFileConfig] = Field(
+        default_factory=list, description="the host's log files GET /api/v1/logs also reads (agent/logbook)"
+    )
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, files: list[LogFileConfig]) -> list[LogFileConfig]:
+        unique_names(files, "log file")
+        return files
 
 
 class TLSServerConfig(Section):
@@ -74,9 +87,9 @@ class TLSServerConfig(Section):
 class RateLimitConfig(Section):
     """Requests per key (or per address when unauthenticated) and category, in a fixed window."""
 
-    window: Duration = 60.0
+    window: Duration = Field(60.0, gt=0)
     default: int = Field(600, ge=1, description="limit for categories not listed")
-    categories: dict[str, int] = Field(
+    categories: dict[str, Annotated[int, Field(ge=1)]] = Field(
         default_factory=lambda: {"health": 100, "metrics": 50, "config": 20, "backup": 10, "maintenance": 10},
         description="limit per window by route category (seed: health 100/min, metrics 50/min, ...)",
     )
@@ -321,6 +334,13 @@ def _check_relations(checks: list[CheckConfigBase]) -> None:
                 stack.append((nxt, iter(deps[nxt])))
 
 
+class TasksConfig(Section):
+    """Long operations run as tasks (agent/tasks)."""
+
+    max_concurrent: int = Field(2, ge=1, le=32, description="tasks running at the same time; more wait as pending")
+    retention: Duration = Field(7 * 86400.0, ge=3600, description="finished tasks are kept this long, then pruned")
+
+
 class ReloadConfig(Section):
     watch: bool = Field(True, description="apply edits of the config files by themselves")
     debounce: Duration = Field(0.1, description="quiet time after the last file event before reloading")
@@ -355,6 +375,13 @@ class Config(Section):
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
     notifications: NotificationsConfig = Field(
         default_factory=NotificationsConfig, description="receivers and routing of alert notifications (agent/notify)"
+    )
+    security: SecurityConfig = Field(
+        default_factory=SecurityConfig, description="API access policy: allowlist, lockouts, key age (agent/security)"
+    )
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
+    cleanup: CleanupConfig = Field(
+        default_factory=CleanupConfig, description="what POST /api/v1/maintenance/cleanup may delete (agent/cleanup)"
     )
 
     @field_validator("checks")

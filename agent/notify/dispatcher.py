@@ -89,6 +89,7 @@ class Dispatcher:
         self.receivers: dict[str, Receiver] = {}
         self._saved: dict[str, dict[str, Any]] = {}
         self._direct_sent: dict[tuple[str, str], tuple[str, float]] = {}
+        self._direct_resolved: dict[str, AlertItem] = {}  # resolutions held by maintenance
         self._lock = asyncio.Lock()
         self._events_task: asyncio.Task[None] | None = None
         self.config = config
@@ -150,7 +151,12 @@ class Dispatcher:
         damping: FlapDampingConfig = self.config.flap_damping
         flap = self.flaps.get(item.fingerprint)
         if flap is None:
-            self.flaps[item.fingerprint] = _Flap(shown=item.status, last_change_at=now)
+            if item.status == "firing" and damping.delay_up > 0:
+                # Appearing is a change too: told after delay_up, or never if it resolves within it.
+                self.flaps[item.fingerprint] = _Flap(shown="resolved", pending="firing", delay=damping.delay_up,
+                                                     hold_until=now + damping.delay_up, last_change_at=now)
+            else:
+                self.flaps[item.fingerprint] = _Flap(shown=item.status, last_change_at=now)
             return
         if item.status == (flap.pending or flap.shown):
             return
@@ -193,8 +199,10 @@ class Dispatcher:
                     group.last_flush_at = saved.get("last_flush_at")
                 group.due_at = now + route.group_wait
                 self.groups[key] = group
-            elif item.fingerprint not in group.fingerprints or group.notified.get(item.fingerprint) != item.status:
-                soonest = (group.last_flush_at or now) + route.group_interval
+            elif group.last_flush_at is not None and (
+                    item.fingerprint not in group.fingerprints or group.notified.get(item.fingerprint) != item.status):
+                # A group not flushed yet keeps its group_wait, even when group_interval is shorter.
+                soonest = group.last_flush_at + route.group_interval
                 group.due_at = min(group.due_at, max(now, soonest))
             group.fingerprints.add(item.fingerprint)
 
@@ -224,45 +232,53 @@ class Dispatcher:
                     deletes.append(group.key)
                     del self.groups[group.key]
             self._forget_resolved()
-            if saves or deletes:
-                await notify_groups.save(self.store, saves, deletes, now)
+            # Messages are committed before the groups' new state: a crash in between sends them again after
+            # the restart at worst (at least once), never leaves a state that says "notified" without them.
             if messages:
                 await self.outbox.enqueue_many(messages)
+            if saves or deletes:
+                await notify_groups.save(self.store, saves, deletes, now)
 
     def _flush(self, group: _Group, now: float) -> dict[str, Any] | None:
         group.due_at = now + group.route.group_interval
         group.last_flush_at = now
         firing: list[AlertItem] = []
         resolved: list[AlertItem] = []
+        told: set[str] = set()
         for fp in sorted(group.fingerprints):
             item = self.alerts.get(fp)
             if item is None:
                 group.fingerprints.discard(fp)
                 continue
             status = self._shown(item, now)
-            if self.silenced_by(item.labels, now):
+            if status == "resolved" and item.status == "firing" and group.notified.get(fp) == "firing":
+                status = "firing"  # told before a restart, which forgot its damping: still firing, as told
+            if status == "firing" and self.silenced_by(item.labels, now):
+                if group.notified.get(fp) == "firing":
+                    told.add(fp)  # still firing as far as the receiver knows: its resolution must follow
                 continue
             if status == "firing":
                 firing.append(item)
             elif group.notified.get(fp) == "firing":
                 resolved.append(item if item.status == "resolved" else _as_resolved(item, now))
+        receiver = self.receivers.get(group.receiver)
+        if receiver is not None and not receiver.config.send_resolved:
+            resolved = []
         before = {fp for fp, s in group.notified.items() if s == "firing"}
         after = {a.fingerprint for a in firing}
-        changed = before != after or bool(resolved)
+        # News is an alert that fires, or one that resolved when the receiver wants those; an alert that only
+        # left (resolved for a receiver that does not want it, or silenced) is no reason to send the rest again.
+        changed = bool(after - before) or bool(resolved)
         unacked = [a for a in firing if not a.acknowledged]
         since = None if group.last_sent_at is None else now - group.last_sent_at
         repeat = bool(unacked) and (since is None or since >= group.route.repeat_interval)
-        receiver = self.receivers.get(group.receiver)
-        send_resolved = receiver.config.send_resolved if receiver is not None else True
         body = None
         if changed or repeat:
             alerts = firing if changed else unacked
-            if not send_resolved:
-                resolved = []
             if alerts or resolved:
                 body = self._notification(group, alerts + resolved).to_dict()
                 group.last_sent_at = now
-            group.notified = {a.fingerprint: "firing" for a in firing}
+        group.notified = {fp: "firing" for fp in told} | {a.fingerprint: "firing" for a in firing}
         for fp in list(group.fingerprints):
             item = self.alerts.get(fp)
             if item is not None and item.status == "resolved" and fp not in group.notified and (
@@ -288,13 +304,24 @@ class Dispatcher:
 
     async def _send_direct(self, items: list[AlertItem], now: float) -> None:
         """Alertmanager receivers: firing alerts every resend_delay, resolved ones once (as Prometheus)."""
-        if self.tree is None or self.in_maintenance():
+        if self.tree is None:
             return
+        if self.in_maintenance():
+            # Held; a resolution is kept to be sent afterwards, or Alertmanager would only resolve the
+            # alert when its endsAt runs out.
+            for item in items:
+                if item.status == "resolved":
+                    self._direct_resolved[item.fingerprint] = item
+                else:
+                    self._direct_resolved.pop(item.fingerprint, None)
+            return
+        held = list(self._direct_resolved.values())
+        self._direct_resolved.clear()
         per_receiver: dict[str, list[AlertItem]] = {}
         resend = self.resend_delay()
-        for item in items:
-            if self.silenced_by(item.labels, now):
-                continue
+        for item in held + items:
+            if item.status == "firing" and self.silenced_by(item.labels, now):
+                continue  # a resolution goes through: it pages nobody and ends the alert in Alertmanager
             for route in self.tree.match(item.labels):
                 if not self._is_direct(route.receiver):
                     continue

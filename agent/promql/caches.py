@@ -28,3 +28,16 @@ def shared_cache(spec: Hashable) -> dict[Any, Any]:
     elif len(cache) > MAX_ENTRIES:
         cache.clear()
     return cache
+
+
+def sizes() -> tuple[int, int]:
+    """(specs, entries over all specs), for GET /api/v1/cache."""
+    caches = list(_CACHES.values())
+    return len(caches), sum(len(c) for c in caches)
+
+
+def clear() -> int:
+    """Forget every derivation (they are made again as queries need them); returns the entries dropped."""
+    dropped = sizes()[1]
+    _CACHES.clear()
+    return dropped

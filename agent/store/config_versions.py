@@ -53,13 +53,17 @@ async def latest(store: Store) -> ConfigVersionRow | None:
     return await store.read(op)
 
 
-async def list_versions(store: Store, limit: int, offset: int) -> tuple[list[ConfigVersionRow], int]:
+async def list_versions(
+    store: Store, limit: int, offset: int, before: int | None = None,
+) -> tuple[list[ConfigVersionRow], int]:
+    """Newest first; `before` (an id) pages without drifting when new versions arrive meanwhile."""
+
     async def op(db: aiosqlite.Connection) -> tuple[list[ConfigVersionRow], int]:
         total = (await (await db.execute("SELECT count(*) FROM config_versions")).fetchone() or (0,))[0]
         cursor = await db.execute(
             "SELECT id, created_at, source, actor, reason, diff, sources FROM config_versions"
-            " ORDER BY id DESC LIMIT ? OFFSET ?",
-            (limit, offset),
+            " WHERE ? IS NULL OR id < ? ORDER BY id DESC LIMIT ? OFFSET ?",
+            (before, before, limit, offset),
         )
         return [_row(tuple(r)) for r in await cursor.fetchall()], int(total)
 

@@ -37,6 +37,7 @@ class StoreError(Exception):
 class _Write:
     fn: WriteFn
     future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    alone: bool = False  # run between batches, outside any transaction (VACUUM cannot run inside one)
 
 
 _STOP = object()
@@ -163,6 +164,17 @@ class Store:
         self.metrics.store_queue.set(self._queue.qsize())
         return await item.future
 
+    async def write_alone(self, fn: WriteFn) -> Any:
+        """Run `fn(db)` on the writer's connection between two batches, outside any transaction, for
+        what SQLite refuses inside one (VACUUM). The writer does nothing else meanwhile: writes queued
+        behind it wait, and the event loop does not (the connection works in its own thread)."""
+        if not self.is_open and self._restarting is None:
+            raise StoreError("store is closed")
+        item = _Write(fn, alone=True)
+        self._queue.put_nowait(item)
+        self.metrics.store_queue.set(self._queue.qsize())
+        return await item.future
+
     async def read(self, fn: ReadFn[T]) -> T:
         if self._restarting is not None:
             await self._restarting.wait()
@@ -182,10 +194,16 @@ class Store:
     async def _run(self) -> None:
         assert self._writer is not None
         db = self._writer
+        held: _Write | None = None  # a write to run alone, met while gathering a batch
         while True:
-            first = await self._queue.get()
+            first = held if held is not None else await self._queue.get()
+            held = None
             if first is _STOP:
                 return
+            if first.alone:
+                self.metrics.store_queue.set(self._queue.qsize())
+                await self._run_alone(db, first)
+                continue
             batch = [first]
             stop_after = False
             while len(batch) < self.batch_max and not self._queue.empty():
@@ -193,11 +211,35 @@ class Store:
                 if item is _STOP:
                     stop_after = True
                     break
+                if item.alone:
+                    held = item
+                    break
                 batch.append(item)
             self.metrics.store_queue.set(self._queue.qsize())
             await self._commit_batch(db, batch)
             if stop_after:
                 return
+
+    async def _run_alone(self, db: aiosqlite.Connection, item: _Write) -> None:
+        started = time.perf_counter()
+        try:
+            result = await item.fn(db)
+        except Exception as exc:
+            if db.in_transaction:  # what it left open must not swallow the next batch
+                with contextlib.suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                wrapped = StoreError(f"database write failed: {exc}")
+                wrapped.__cause__ = exc
+                exc = wrapped
+            self.metrics.store_errors.inc()
+            if not item.future.done():
+                item.future.set_exception(exc)
+            return
+        finally:
+            self.last_commit_seconds = time.perf_counter() - started
+        if not item.future.done():
+            item.future.set_result(result)
 
     async def _commit_batch(self, db: aiosqlite.Connection, batch: list[_Write]) -> None:
         started = time.perf_counter()

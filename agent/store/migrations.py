@@ -202,4 +202,81 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # 5: operations (issue 6): tasks, Vigil's own log events, API access policy state, health reports.
+    """
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        progress REAL NOT NULL DEFAULT 0,
+        message TEXT,
+        steps TEXT NOT NULL,
+        logs TEXT NOT NULL,
+        logs_dropped INTEGER NOT NULL DEFAULT 0,
+        result TEXT,
+        error TEXT,
+        params TEXT NOT NULL,
+        created_by TEXT,
+        scope TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        estimated_completion REAL,
+        completed_at REAL
+    );
+    CREATE INDEX tasks_created ON tasks (created_at);
+    CREATE INDEX tasks_unfinished ON tasks (status) WHERE completed_at IS NULL;
+    CREATE INDEX tasks_completed ON tasks (completed_at) WHERE completed_at IS NOT NULL;
+    CREATE TABLE log_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        level INTEGER NOT NULL,
+        service TEXT NOT NULL,
+        message TEXT NOT NULL,
+        context TEXT NOT NULL
+    );
+    CREATE INDEX log_events_ts ON log_events (ts);
+    CREATE INDEX audit_log_event_type ON audit_log (event_type, ts);
+    CREATE INDEX audit_log_actor ON audit_log (actor, ts);
+    CREATE TABLE api_cursor_secret (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        secret BLOB NOT NULL
+    );
+    CREATE TABLE auth_failures (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        remote TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        key_id TEXT,
+        route TEXT
+    );
+    CREATE INDEX auth_failures_remote ON auth_failures (remote, ts);
+    CREATE INDEX auth_failures_ts ON auth_failures (ts);
+    CREATE TABLE lockouts (
+        remote TEXT PRIMARY KEY,
+        locked_at REAL NOT NULL,
+        until REAL NOT NULL,
+        failures INTEGER NOT NULL,
+        lifted_at REAL,
+        lifted_by TEXT
+    );
+    CREATE TABLE health_reports (
+        id TEXT PRIMARY KEY,
+        task_id TEXT,
+        created_at REAL NOT NULL,
+        completed_at REAL NOT NULL,
+        created_by TEXT,
+        overall TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        report TEXT NOT NULL
+    );
+    CREATE INDEX health_reports_created ON health_reports (created_at);
+    CREATE TABLE store_maintenance (
+        name TEXT PRIMARY KEY,
+        at REAL NOT NULL,
+        duration REAL NOT NULL,
+        details TEXT NOT NULL
+    );
+    SELECT 1;
+    """,
 ]

@@ -625,6 +625,27 @@ class TSDB:
         """Forget decoded chunks (benchmarks measure cold reads with it)."""
         self._reader.clear_cache()
 
+    def caches(self) -> dict[str, dict[str, Any]]:
+        """Each query cache's entries, bytes (None: unknown), hits and misses (None: not counted)."""
+        q = self._querier
+        sizes = q.cache_sizes()
+        out = {"decoded_chunks": {"entries": self._reader.cache_entries, "bytes": self._reader.cache_bytes,
+                                  "hits": self._reader.cache_hits, "misses": self._reader.cache_misses,
+                                  "max_bytes": self.options.query_cache_bytes}}
+        for name, (entries, size) in sizes.items():
+            out[name] = {"entries": entries, "bytes": size, "hits": None, "misses": None}
+        out["recent_selects"].update(hits=q.recent_hits, misses=q.recent_stored)
+        out["newest_block"]["max_bytes"] = self.options.query_cache_bytes
+        return out
+
+    def clear_cache(self, name: str) -> int:
+        """Drop one of `caches()`; returns its entries. Answers stay the same, only slower until it refills."""
+        if name == "decoded_chunks":
+            dropped = self._reader.cache_entries
+            self._reader.clear_cache()
+            return dropped
+        return self._querier.clear_cache(name)
+
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 

@@ -125,6 +125,10 @@ class ChunkReader:
     def cache_bytes(self) -> int:
         return self._cache_bytes
 
+    @property
+    def cache_entries(self) -> int:
+        return len(self._cache)
+
     def clear_cache(self) -> None:
         with self._lock:
             self._cache.clear()
@@ -204,12 +208,15 @@ class Querier:
         self._sort_keys: dict[int, str | None] = {}
         """Series id -> its sort string (see `_in_label_order`); plain dict reads and writes, shared by
         the query threads (a race only computes a string twice)."""
+        self.recent_hits = 0  # selects answered from `_recent` (approximate: query threads race on it)
+        self.recent_stored = 0  # head-only answers kept there
 
     def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesData]:
         version = self._tsdb._head.version
         key = (tuple(matchers), mint, maxt)
         cached = self._recent.get(key) if version == self._recent_version else None
         if cached is not None:
+            self.recent_hits += 1
             return list(cached)
         view = self._tsdb.head_view(matchers, mint, maxt)
         if not view.labels:
@@ -339,6 +346,31 @@ class Querier:
         elif len(self._recent) >= _RECENT_MAX:
             self._recent.clear()
         self._recent[key] = tuple(result)  # the caller owns the list; every hit gets a list of its own
+        self.recent_stored += 1
+
+    def cache_sizes(self) -> dict[str, tuple[int, int | None]]:
+        """Entries and bytes (None: not known; the answers share arrays with the head) of each cache."""
+        return {
+            "recent_selects": (len(self._recent), None),
+            "newest_block": (len(self._newest), self._newest_bytes),
+            "sort_keys": (len(self._sort_keys), None),
+        }
+
+    def clear_cache(self, name: str) -> int:
+        """Drop one cache (a name of `cache_sizes`); returns its entries. New dicts rather than clear():
+        a query thread holding the old one finishes with it undisturbed."""
+        if name == "recent_selects":
+            dropped = len(self._recent)
+            self._recent, self._recent_version = {}, -1
+        elif name == "newest_block":
+            dropped = len(self._newest)
+            self._newest, self._newest_bytes, self._newest_generation = {}, 0, (0, -1)
+        elif name == "sort_keys":
+            dropped = len(self._sort_keys)
+            self._sort_keys = {}
+        else:
+            raise KeyError(name)
+        return dropped
 
     def _in_label_order(self, sids: list[int], labels: Mapping[int, Labels]) -> list[int]:
         """`sids` sorted by their label sets. Comparing label tuples is slow (nested tuples, equal metric

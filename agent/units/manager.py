@@ -38,6 +38,10 @@ def human_bytes(n: int | None) -> str | None:
     return f"{value:.0f}TB"
 
 
+class UnitStartError(Exception):
+    """Units that a reloaded config starts did not start (the message names each and says why)."""
+
+
 class UnitManager:
     def __init__(self, units: list[UnitConfig], systemctl: str, state_dir: str):
         self.state_dir = state_dir
@@ -59,9 +63,12 @@ class UnitManager:
         self._started = True
         await self._each("unit_autostart_failed", [u.start() for u in self._supervised() if u.config.autostart])
 
-    async def configure(self, units: list[UnitConfig], systemctl: str | None = None) -> None:
+    async def configure(self, units: list[UnitConfig], systemctl: str | None = None, strict: bool = False) -> None:
         """Apply a reloaded allowlist: new units appear (supervised ones autostart), removed supervised
-        commands are stopped, a changed command or environment restarts a running one."""
+        commands are stopped, a changed command or environment restarts a running one. With `strict`
+        (a config reload), a unit the change adds whose autostart fails raises UnitStartError once
+        everything else is done, so the reload is refused and undone. A restart that fails does not:
+        undoing the change would not start the previous command again."""
         if systemctl is not None and systemctl != self._runner.systemctl:
             self._runner = SystemctlRunner(systemctl)
             for unit in self._units.values():
@@ -101,8 +108,10 @@ class UnitManager:
         if added or removed or restarts:
             log.info("units_configured", added=added, removed=removed, restarted=[u.name for u in restarts])
         await self._each("unit_stop_failed", [u.close() for u in retired])
-        await self._each("unit_restart_failed", [u.restart() for u in restarts])
-        await self._each("unit_autostart_failed", [u.start() for u in starts])
+        await self._each("unit_restart_failed", [u.restart() for u in restarts], restarts)
+        failed = await self._each("unit_autostart_failed", [u.start() for u in starts], starts)
+        if strict and failed:
+            raise UnitStartError("; ".join(failed))
 
     def names(self) -> list[str]:
         return list(self._units)
@@ -148,10 +157,17 @@ class UnitManager:
         await self._each("unit_stop_failed", [u.close() for u in self._supervised()])
 
     @staticmethod
-    async def _each(event: str, steps: list[Any]) -> None:
-        for result in await asyncio.gather(*steps, return_exceptions=True):
+    async def _each(event: str, steps: list[Any], units: list[SupervisedUnit] | None = None) -> list[str]:
+        """Run the steps together; what failed, in words (a start answers (False, why) rather than raising)."""
+        failures = []
+        for i, result in enumerate(await asyncio.gather(*steps, return_exceptions=True)):
+            name = units[i].name if units else "?"
             if isinstance(result, BaseException):
                 log.error(event, error=repr(result))
+                failures.append(f"unit {name!r}: {result!r}")
+            elif isinstance(result, tuple) and result and result[0] is False:
+                failures.append(f"unit {name!r} did not start: {result[1]}")
+        return failures
 
     @staticmethod
     def _view(cfg: UnitConfig, raw: dict[str, Any]) -> dict[str, Any]:

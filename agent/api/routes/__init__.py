@@ -6,11 +6,18 @@ ROUTES = RouteTable()
 
 from agent.api.routes import (  # noqa: E402,F401
     alerts,
+    audit,
+    cache,
     checks,
+    cleanup,
+    components,
+    config,
     events,
+    healthcheck,
     history,
     incidents,
     keys,
+    logs,
     maintenance,
     metrics,
     notifications,
@@ -18,9 +25,12 @@ from agent.api.routes import (  # noqa: E402,F401
     processes,
     query,
     rules,
+    security,
     services,
     silences,
+    store,
     system,
+    tasks,
     units,
 )
 

@@ -71,6 +71,9 @@ async def create_key(request: web.Request) -> web.Response:
     creator = request["key"].id
     row, token = await svc.keys.create(body.name, body.role, expires, created_by=creator)
     svc.bus.publish("api_key_created", key_id=row.id, role=row.role, by=creator)
+    await svc.audit.record("api_key_created", actor=creator, remote=request.remote, target=f"api_key:{row.id}",
+                           outcome="success", details={"name": row.name, "role": row.role,
+                                                       "expires_at": iso(row.expires_at)})
     return ok({**key_view(row), "key": token}, status=201)
 
 
@@ -86,4 +89,6 @@ async def revoke_key(request: web.Request) -> web.Response:
         raise ApiError(409, f"API key {key_id} was already revoked at {iso(row.revoked_at)}")
     await svc.keys.revoke(key_id)
     svc.bus.publish("api_key_revoked", key_id=key_id, by=request["key"].id)
+    await svc.audit.record("api_key_revoked", actor=request["key"].id, remote=request.remote,
+                           target=f"api_key:{key_id}", outcome="success", details={"name": row.name, "role": row.role})
     return ok(key_view(row))

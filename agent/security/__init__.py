@@ -1,0 +1,1 @@
+"""API access policy: address allowlist, lockout after failed authentications, maximum key age."""

@@ -70,10 +70,12 @@ async def test_unknown_unit_is_critical(tmp_path: Path) -> None:
 
 
 async def test_too_many_restarts_is_a_warning(tmp_path: Path) -> None:
-    systemctl = install(tmp_path, {"worker.service": {**RUNNING, "NRestarts": 4, "ActiveEnterTimestamp": time.time()}})
+    # Up for 3h: a slow machine's extra seconds do not change the minutes shown.
+    started = time.time() - 3 * 3600
+    systemctl = install(tmp_path, {"worker.service": {**RUNNING, "NRestarts": 4, "ActiveEnterTimestamp": started}})
     result = await run_once(systemctl, "worker.service", max_restarts=3)
     assert result.status is Status.WARNING
-    assert result.message == "worker.service is active (running) for 0s, restarted 4 times (max 3)"
+    assert result.message == "worker.service is active (running) for 3h, restarted 4 times (max 3)"
     assert (await run_once(systemctl, "worker.service", max_restarts=4)).status is Status.OK
 
 

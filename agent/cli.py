@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from agent import __version__, checkcli, logcli, querycli, taskcli
+from agent import __version__, checkcli, logcli, opscli, querycli, taskcli
 
 # Re-exported for the commands that start a task: `--wait` follows it with a progress bar.
 from agent.taskcli import add_wait_flag as add_wait_flag
@@ -83,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
     checkcli.add_commands(sub, _add_client)
     taskcli.add_commands(sub, _add_client)
     logcli.add_commands(sub, _add_client, _add_config)
+    opscli.add_commands(sub, cfg_sub, _add_client)
     return ap
 
 
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(Options(args.config, args.listen, args.state_dir))
     if args.command == "check-config":
         return check_config(args.config)
-    if args.command == "config":
+    if args.command == "config" and args.config_command == "schema":
         from agent.config.schema import Config
 
         print(json.dumps(Config.model_json_schema(), indent=2))
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             return taskcli.run(client, args)
         if args.command == "logs":
             return logcli.logs_command(client, args)
+        if args.command in opscli.COMMANDS or args.command == "config":
+            return opscli.run(client, args)
     except (ClientError, querycli.UsageError) as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return 1

@@ -173,7 +173,7 @@ def _error_view(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sum(metric: MetricWrapperBase, suffix: str, **labels: str) -> float:
+def metric_sum(metric: MetricWrapperBase, suffix: str, **labels: str) -> float:
     """Sum of a metric's samples named `<name><suffix>` whose labels match (a counter's `_total`,
     a histogram's `_count`), over every label set."""
     total = 0.0
@@ -238,11 +238,11 @@ def build(svc: Services) -> Components:
 
 async def _store_state(svc: Services) -> State:
     store = svc.store
-    queue = int(_sum(svc.metrics.store_queue, ""))
+    queue = int(metric_sum(svc.metrics.store_queue, ""))
     metrics: dict[str, Any] = {
         "write_queue_length": queue,
-        "commits": int(_sum(svc.metrics.store_batch, "_count")),
-        "write_errors": int(_sum(svc.metrics.store_errors, "_total")),
+        "commits": int(metric_sum(svc.metrics.store_batch, "_count")),
+        "write_errors": int(metric_sum(svc.metrics.store_errors, "_total")),
         "last_commit_ms": _ms(store.last_commit_seconds),
         "db_bytes": await asyncio.to_thread(_file_bytes, store.path),
         "ping_ms": None,
@@ -265,9 +265,9 @@ async def _scheduler_state(svc: Services) -> State:
         "jobs": len(sched.job_ids()),
         "heartbeat_delay_ms": _ms(sched.heartbeat_delay),
         "last_heartbeat_seconds_ago": None if age is None else round(age, 3),
-        "misses": int(_sum(svc.metrics.job_misses, "_total")),
-        "job_errors": int(_sum(svc.metrics.job_runs, "_total", outcome="error")),
-        "job_runs": int(_sum(svc.metrics.job_runs, "_total")),
+        "misses": int(metric_sum(svc.metrics.job_misses, "_total")),
+        "job_errors": int(metric_sum(svc.metrics.job_runs, "_total", outcome="error")),
+        "job_runs": int(metric_sum(svc.metrics.job_runs, "_total")),
     }
     if not sched.running:
         return State("stopped", "unhealthy", "the scheduler is not running", metrics)
@@ -329,7 +329,8 @@ async def _history_state(svc: Services) -> State:
 
 
 async def _events_state(svc: Services) -> State:
-    metrics = {"subscribers": svc.bus.subscriber_count, "dropped": int(_sum(svc.metrics.events_dropped, "_total"))}
+    metrics = {"subscribers": svc.bus.subscriber_count,
+               "dropped": int(metric_sum(svc.metrics.events_dropped, "_total"))}
     return State("running", "healthy", None, metrics)
 
 
@@ -367,7 +368,7 @@ async def _units_state(svc: Services) -> State:
 async def _api_state(svc: Services) -> State:
     metrics = {
         "listen": svc.config.running.config.listen,
-        "requests_served": int(_sum(svc.metrics.http_requests, "_total")),
+        "requests_served": int(metric_sum(svc.metrics.http_requests, "_total")),
         "server_errors": int(sum(
             s.value for f in svc.metrics.http_requests.collect() for s in f.samples
             if s.name.endswith("_total") and s.labels.get("code", "").startswith("5")

@@ -41,6 +41,7 @@ from agent.audit import Audit
 from agent.cron import CronSchedule
 from agent.events import EventBus
 from agent.scheduler import Scheduler
+from agent.security.policy import parse_address
 from agent.store import Store
 from agent.store import maintenance as rows
 from agent.store.maintenance import AUTO_END, PeriodRow
@@ -97,18 +98,6 @@ def parse_networks(values: Sequence[str]) -> list[IpNetwork]:
         except ValueError:
             raise ValueError(f"allowed_ips: {value!r} is not an IP address or CIDR network") from None
     return out
-
-
-def _address(remote: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    if not remote:
-        return None
-    try:
-        ip = ipaddress.ip_address(remote.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
 
 
 def remaining_text(seconds: float) -> str:
@@ -207,7 +196,7 @@ class Maintenance:
         the period's `allowed_ips` or the config's."""
         if self._active is None:
             return True
-        ip = _address(remote_ip)
+        ip = parse_address(remote_ip)
         return ip is not None and any(ip in net for net in self._networks)
 
     def allowed_ips(self) -> list[str]:

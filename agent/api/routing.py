@@ -94,6 +94,11 @@ async def parse_body(request: web.Request, model: type[M], max_bytes: int) -> M:
     data = await read_body(request, max_bytes)
     if not data:
         raise ApiError(400, "request body is empty; expected a JSON object")
+    return decode_body(data, model)
+
+
+def decode_body(data: bytes, model: type[M]) -> M:
+    """A body already read, as `model`: 400 naming what is wrong, whether the JSON or a field."""
     try:
         payload = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
-from prometheus_client.metrics import MetricWrapperBase
 
 from agent.api.formats import iso
+from agent.components import metric_sum
 
 if TYPE_CHECKING:
     from agent.api.services import Services
@@ -52,15 +52,6 @@ def grade(value: float | None, warn: float, fail: float) -> str:
 
 def worst(statuses: list[str]) -> str:
     return max(statuses, key=ORDER.__getitem__, default="pass")
-
-
-def metric_sum(metric: MetricWrapperBase, suffix: str, **labels: str) -> float:
-    total = 0.0
-    for family in metric.collect():
-        for sample in family.samples:
-            if sample.name.endswith(suffix) and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -217,8 +217,9 @@ async def performance(svc: Services, s: Section) -> None:
         s.issues.append(f"the event loop is {_ms(lag)} ms late: every request and job waits that long")
     elif lag > 0.1:
         s.warnings.append(f"the event loop is {_ms(lag)} ms late")
-    if svc.scheduler.heartbeat_delay > 1.0:
-        s.warnings.append(f"scheduled jobs start {_ms(svc.scheduler.heartbeat_delay)} ms late")
+    delay = svc.scheduler.heartbeat_delay  # None until the heartbeat job has run twice
+    if delay is not None and delay > 1.0:
+        s.warnings.append(f"scheduled jobs start {_ms(delay)} ms late")
 
 
 def _mode_problem(path: str, forbid: int, what: str) -> str | None:

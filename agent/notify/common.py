@@ -223,6 +223,16 @@ def os_reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def connect_reason(exc: OSError) -> str:
+    """A connection that failed in the TLS handshake or at the socket, in the words every receiver's
+    errors use, so an operator sees the same text from a delivery and from a connection test."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate not accepted: {tls_reason(exc)}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {tls_reason(exc)}"
+    return f"cannot connect: {os_reason(exc)}"
+
+
 # --- HTTP ---------------------------------------------------------------------------------------------
 
 def status_retryable(status: int) -> bool:

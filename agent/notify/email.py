@@ -18,10 +18,12 @@ mail to those who got it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import smtplib
 import socket
 import ssl
 import time
+from collections.abc import Iterator
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid, parseaddr
 from typing import Literal
@@ -35,12 +37,11 @@ from agent.notify.common import (
     Scrubber,
     alert_target,
     client_ssl_context,
+    connect_reason,
     is_loopback,
-    os_reason,
     rfc3339,
     split_host_port,
     subject_line,
-    tls_reason,
 )
 
 log = structlog.get_logger("vigil.notify")
@@ -118,8 +119,9 @@ class EmailConfig(ReceiverConfig):
         return self
 
 
-class _Refused(Exception):
-    """Raised in the sending thread: what the async side turns into a DeliveryError."""
+class SmtpRefused(Exception):
+    """Raised in the SMTP thread: what the receiver turns into a DeliveryError (the connection test, into
+    its error text)."""
 
     def __init__(self, message: str, retryable: bool):
         super().__init__(message)
@@ -148,7 +150,7 @@ class EmailReceiver(Receiver):
                 refused = await asyncio.to_thread(self._send, mail, time.monotonic() + cfg.timeout)
         except TimeoutError:
             raise DeliveryError(f"{cfg.smarthost}: no answer within {cfg.timeout:g}s") from None
-        except _Refused as exc:
+        except SmtpRefused as exc:
             raise DeliveryError(self._scrub(f"{cfg.smarthost}: {exc}"), retryable=exc.retryable) from None
         if refused:
             log.warning("email_recipients_refused", receiver=self.name, message_id=message.id,
@@ -170,82 +172,92 @@ class EmailReceiver(Receiver):
     def _send(self, mail: EmailMessage, deadline: float) -> dict[str, tuple[int, bytes]]:
         """Runs in a thread: one SMTP session. Returns the recipients refused while others accepted."""
         cfg = self.config
-
-        def left() -> float:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            return remaining
-
         try:
             if cfg.tls != "none" and self._ssl is None:
                 self._ssl = client_ssl_context(cfg.tls_verify, cfg.ca_file)
-            hello = cfg.hello or self.hostname or "localhost"
-            smtp: smtplib.SMTP
-            if cfg.tls == "tls":
-                smtp = smtplib.SMTP_SSL(self.host, self.port, local_hostname=hello, timeout=left(), context=self._ssl)
-            else:
-                smtp = smtplib.SMTP(self.host, self.port, local_hostname=hello, timeout=left())
         except (OSError, ssl.SSLError) as exc:
             raise _classify(exc) from None
-        try:
-            smtp.ehlo()
-            if cfg.tls == "starttls":
-                if not smtp.has_extn("starttls"):
-                    raise _Refused("the server does not offer STARTTLS (tls: starttls requires it)", retryable=True)
-                smtp.sock.settimeout(left())
-                smtp.starttls(context=self._ssl)
-                smtp.ehlo()
-            if cfg.username is not None and cfg.password is not None:
-                if not smtp.has_extn("auth"):
-                    raise _Refused("the server does not offer AUTH (a username is configured)", retryable=True)
-                smtp.sock.settimeout(left())
-                smtp.login(cfg.username, cfg.password.get_secret_value())
-            smtp.sock.settimeout(left())
+        with smtp_session(cfg, self.host, self.port, self.hostname, self._ssl, deadline) as smtp:
+            smtp.sock.settimeout(_left(deadline))
             recipients = [parseaddr(t)[1] for t in cfg.to]
             return smtp.send_message(mail, from_addr=parseaddr(cfg.from_)[1], to_addrs=recipients)
-        except (OSError, smtplib.SMTPException, ssl.SSLError) as exc:
-            raise _classify(exc) from None
-        finally:
-            try:
-                if smtp.sock is not None:
-                    smtp.sock.settimeout(max(0.1, min(1.0, deadline - time.monotonic())))
-                    smtp.quit()
-            except (OSError, smtplib.SMTPException):
-                smtp.close()
 
     async def close(self) -> None:
         return None
 
 
-def _classify(exc: BaseException) -> _Refused:
+def _left(deadline: float) -> float:
+    """What is left of the attempt's time, for the next step's socket timeout; TimeoutError when nothing is."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
+    return remaining
+
+
+@contextlib.contextmanager
+def smtp_session(cfg: EmailConfig, host: str, port: int, hostname: str, context: ssl.SSLContext | None,
+                 deadline: float) -> Iterator[smtplib.SMTP]:
+    """Blocking (run it in a thread): connect, EHLO, STARTTLS or TLS, AUTH, each step within what is left
+    until `deadline`; QUIT on the way out. The receiver sends within it, the connection test
+    (agent.notify.probe) only logs in. Any failure, the body's too, is raised as SmtpRefused."""
+    hello = cfg.hello or hostname or "localhost"
+    try:
+        smtp: smtplib.SMTP
+        if cfg.tls == "tls":
+            smtp = smtplib.SMTP_SSL(host, port, local_hostname=hello, timeout=_left(deadline), context=context)
+        else:
+            smtp = smtplib.SMTP(host, port, local_hostname=hello, timeout=_left(deadline))
+    except (OSError, ssl.SSLError) as exc:
+        raise _classify(exc) from None
+    try:
+        smtp.ehlo()
+        if cfg.tls == "starttls":
+            if not smtp.has_extn("starttls"):
+                raise SmtpRefused("the server does not offer STARTTLS (tls: starttls requires it)", retryable=True)
+            smtp.sock.settimeout(_left(deadline))
+            smtp.starttls(context=context)
+            smtp.ehlo()
+        if cfg.username is not None and cfg.password is not None:
+            if not smtp.has_extn("auth"):
+                raise SmtpRefused("the server does not offer AUTH (a username is configured)", retryable=True)
+            smtp.sock.settimeout(_left(deadline))
+            smtp.login(cfg.username, cfg.password.get_secret_value())
+        yield smtp
+    except (OSError, smtplib.SMTPException, ssl.SSLError) as exc:
+        raise _classify(exc) from None
+    finally:
+        try:
+            if smtp.sock is not None:
+                smtp.sock.settimeout(max(0.1, min(1.0, deadline - time.monotonic())))
+                smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
+
+
+def _classify(exc: BaseException) -> SmtpRefused:
     """SMTP's reply classes: 5xx refuses the message for good, 4xx and the rest may pass later."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
         details = "; ".join(f"{addr}: {code} {_text(reply)}" for addr, (code, reply) in exc.recipients.items())
-        return _Refused(f"all recipients refused: {details}", retryable=not all(500 <= c < 600 for c in codes))
+        return SmtpRefused(f"all recipients refused: {details}", retryable=not all(500 <= c < 600 for c in codes))
     if isinstance(exc, smtplib.SMTPConnectError):
-        return _Refused(f"the server refused the connection: {exc.smtp_code} {_text(exc.smtp_error)}", True)
+        return SmtpRefused(f"the server refused the connection: {exc.smtp_code} {_text(exc.smtp_error)}", True)
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         # Held until the credentials are fixed in the config (see common.status_retryable).
-        return _Refused(f"authentication failed: {exc.smtp_code} {_text(exc.smtp_error)}", retryable=True)
+        return SmtpRefused(f"authentication failed: {exc.smtp_code} {_text(exc.smtp_error)}", retryable=True)
     if isinstance(exc, smtplib.SMTPResponseException):
         step = {smtplib.SMTPSenderRefused: "sender refused", smtplib.SMTPDataError: "message refused",
                 smtplib.SMTPHeloError: "EHLO refused"}.get(type(exc), "refused")
-        return _Refused(f"{step}: {exc.smtp_code} {_text(exc.smtp_error)}", retryable=not 500 <= exc.smtp_code < 600)
+        return SmtpRefused(f"{step}: {exc.smtp_code} {_text(exc.smtp_error)}", retryable=not 500 <= exc.smtp_code < 600)
     if isinstance(exc, smtplib.SMTPServerDisconnected):
-        return _Refused(f"the server closed the connection ({exc or 'unexpectedly'})", True)
+        return SmtpRefused(f"the server closed the connection ({exc or 'unexpectedly'})", True)
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return _Refused(f"not supported by the server: {exc}", True)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return _Refused(f"certificate not accepted: {tls_reason(exc)}", True)
-    if isinstance(exc, ssl.SSLError):
-        return _Refused(f"TLS error: {tls_reason(exc)}", True)
+        return SmtpRefused(f"not supported by the server: {exc}", True)
     if isinstance(exc, TimeoutError | socket.timeout):
-        return _Refused("timed out", True)
+        return SmtpRefused("timed out", True)
     if isinstance(exc, OSError):
-        return _Refused(f"cannot connect: {os_reason(exc)}", True)
-    return _Refused(f"{type(exc).__name__}: {exc}", True)
+        return SmtpRefused(connect_reason(exc), True)
+    return SmtpRefused(f"{type(exc).__name__}: {exc}", True)
 
 
 def _text(reply: bytes | str) -> str:

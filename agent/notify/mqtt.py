@@ -287,8 +287,8 @@ def _describe(exc: BaseException) -> str:
         return f"certificate not accepted: {tls_reason(exc)}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS error: {tls_reason(exc)}"
+    if isinstance(exc, TimeoutError):  # an OSError too: before the general case, which would say nothing
+        return "timed out"
     if isinstance(exc, OSError):
         return f"cannot connect: {exc.strerror or exc}"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
     return str(exc) or type(exc).__name__

@@ -21,7 +21,6 @@ import base64
 import contextlib
 import math
 import secrets
-import smtplib
 import ssl
 import time
 from collections.abc import Iterable
@@ -39,13 +38,13 @@ from agent.notify.common import (
     USER_AGENT,
     Scrubber,
     client_ssl_context,
+    connect_reason,
     describe_client_error,
-    os_reason,
     shown_url,
     split_host_port,
     tls_reason,
 )
-from agent.notify.email import EmailConfig, _classify
+from agent.notify.email import EmailConfig, SmtpRefused, smtp_session
 from agent.notify.mqtt import MqttConfig
 from agent.notify.webhook import WebhookConfig
 
@@ -171,12 +170,8 @@ async def _quietly(step: Any) -> None:
 def _mqtt_reason(exc: BaseException) -> str:
     if isinstance(exc, aiomqtt.MqttCodeError) and exc.rc is not None:
         return f"the broker refused the connection: {exc.rc}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate not accepted: {tls_reason(exc)}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {tls_reason(exc)}"
     if isinstance(exc, OSError):
-        return f"cannot connect: {os_reason(exc)}"
+        return connect_reason(exc)
     return str(exc) or type(exc).__name__
 
 
@@ -187,45 +182,13 @@ async def _email(config: ReceiverConfig, hostname: str, seconds: float) -> None:
 
 
 def _smtp_session(config: EmailConfig, hostname: str, context: ssl.SSLContext | None, deadline: float) -> None:
-    """Runs in a thread: connect, EHLO, STARTTLS/TLS, AUTH, QUIT, each step within what is left of the time."""
-
-    def left() -> float:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        return remaining
-
+    """Runs in a thread: the receiver's session (connect, EHLO, STARTTLS/TLS, AUTH), then QUIT."""
     host, port = split_host_port(config.smarthost)
-    hello = config.hello or hostname or "localhost"
     try:
-        if config.tls == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, local_hostname=hello, timeout=left(), context=context)
-        else:
-            smtp = smtplib.SMTP(host, port, local_hostname=hello, timeout=left())
-    except (OSError, ssl.SSLError) as exc:
-        raise _Failed(str(_classify(exc))) from None
-    try:
-        smtp.ehlo()
-        if config.tls == "starttls":
-            if not smtp.has_extn("starttls"):
-                raise _Failed("the server does not offer STARTTLS (tls: starttls requires it)")
-            smtp.sock.settimeout(left())
-            smtp.starttls(context=context)
-            smtp.ehlo()
-        if config.username is not None and config.password is not None:
-            if not smtp.has_extn("auth"):
-                raise _Failed("the server does not offer AUTH (a username is configured)")
-            smtp.sock.settimeout(left())
-            smtp.login(config.username, config.password.get_secret_value())
-    except (OSError, smtplib.SMTPException, ssl.SSLError) as exc:
-        raise _Failed(str(_classify(exc))) from None
-    finally:
-        try:
-            if smtp.sock is not None:
-                smtp.sock.settimeout(max(0.1, min(1.0, deadline - time.monotonic())))
-                smtp.quit()
-        except (OSError, smtplib.SMTPException):
-            smtp.close()
+        with smtp_session(config, host, port, hostname, context, deadline):
+            pass
+    except SmtpRefused as exc:
+        raise _Failed(str(exc)) from None
 
 
 async def _alertmanager(config: ReceiverConfig, hostname: str, seconds: float) -> None:
@@ -254,12 +217,8 @@ async def _webhook(config: ReceiverConfig, hostname: str, seconds: float) -> Non
     try:
         _reader, writer = await asyncio.open_connection(url.host, url.port, ssl=context,
                                                         server_hostname=url.host if context else None)
-    except ssl.SSLCertVerificationError as exc:
-        raise _Failed(f"certificate not accepted: {tls_reason(exc)}") from None
-    except ssl.SSLError as exc:
-        raise _Failed(f"TLS error: {tls_reason(exc)}") from None
-    except OSError as exc:
-        raise _Failed(f"cannot connect: {os_reason(exc)}") from None
+    except OSError as exc:  # ssl.SSLError included
+        raise _Failed(connect_reason(exc)) from None
     writer.close()
     with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
         async with asyncio.timeout(1):

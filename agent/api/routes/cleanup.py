@@ -41,5 +41,4 @@ async def cleanup(request: web.Request) -> web.Response:
     svc = services(request)
     body = await optional_body(request, CleanupBody)
     req = CleanupRequest(tuple(body.categories), body.older_than_days, body.dry_run)
-    return await start(request, "cleanup", lambda ctx: run_cleanup(svc, ctx, req), scope="write:maintenance",
-                       steps=list(req.categories), params=body.model_dump())
+    return await start(request, "cleanup", lambda ctx: run_cleanup(svc, ctx, req), body, steps=list(req.categories))

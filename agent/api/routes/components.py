@@ -57,5 +57,4 @@ async def diagnostics(request: web.Request) -> web.Response:
     body = await optional_body(request, DiagnosticsBody)
     estimate = len(body.components) * (1.5 + (STRESS_SECONDS * 1.5 if "stress" in body.tests else 0))
     return await start(request, "diagnostics", lambda ctx: run_diagnostics(svc, ctx, body.components, list(body.tests)),
-                       scope="write:maintenance", steps=body.components, params=body.model_dump(),
-                       estimated_seconds=estimate)
+                       body, steps=body.components, estimated_seconds=estimate)

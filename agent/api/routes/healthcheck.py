@@ -48,8 +48,7 @@ async def check(request: web.Request) -> web.Response:
     actor = request["key"].id
     return await start(request, "health_check",
                        lambda ctx: run_health_check(svc, ctx, list(body.checks), body.integrity_check, actor),
-                       scope="write:maintenance", steps=list(body.checks), params=body.model_dump(),
-                       estimated_seconds=5.0)
+                       body, steps=list(body.checks), estimated_seconds=5.0)
 
 
 @ROUTES.route("GET", "/api/v1/health/reports", summary="Stored health check reports, newest first",

@@ -34,7 +34,6 @@ async def store(request: web.Request) -> web.Response:
 async def integrity_check(request: web.Request) -> web.Response:
     svc = services(request)
     body = await optional_body(request, IntegrityBody)
-    return await start(request, "integrity_check", lambda ctx: run_integrity_check(svc, ctx, body.quick,
-                                                                                 body.max_errors),
-                       scope="admin:config", steps=["integrity_check"], params=body.model_dump(),
-                       estimated_seconds=estimated_seconds(svc))
+    return await start(request, "integrity_check",
+                       lambda ctx: run_integrity_check(svc, ctx, body.quick, body.max_errors),
+                       body, steps=["integrity_check"], estimated_seconds=estimated_seconds(svc))

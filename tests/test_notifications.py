@@ -296,6 +296,8 @@ async def test_mqtt_store_and_forward_with_a_real_mosquitto(make_vigil: Any, tmp
         v = await asyncio.to_thread(start, make_vigil, [receiver])
         hostname = (await asyncio.to_thread(v.get, "/api/v1/status")).json()["data"]["hostname"]
         prefix = f"vigil/{hostname}"
+        # Online as soon as the receiver is configured, before anything fires.
+        await _until_async(lambda: _status(broker.port, prefix, b"online"), "the online status before any alert")
         async with persistent_watch(broker.port, seen):
             await asyncio.to_thread(set_flag, v, True)
             await _until(lambda: any(t.startswith(f"{prefix}/alerts/FlagRaised/") and p for t, p in seen),
@@ -338,15 +340,34 @@ async def test_mqtt_store_and_forward_with_a_real_mosquitto(make_vigil: Any, tmp
         await broker.stop()
 
 
+async def test_mqtt_status_is_online_from_the_start_with_nothing_to_send(make_vigil: Any, tmp_path: Path) -> None:
+    """No checks, no rules, no events: the retained status still turns online once the receiver is configured,
+    and back to offline (the Last Will) when Vigil dies."""
+    from tests.notify.test_mqtt import Broker
+
+    broker = Broker(tmp_path, extra="allow_anonymous true\n")
+    await broker.start()
+    try:
+        receiver = {"name": "mq", "type": "mqtt", "host": "127.0.0.1", "port": broker.port, "timeout": "2s",
+                    "topic_prefix": "vigil/quiet"}
+        v = make_vigil({"notifications": {"receivers": [receiver], "events": []}})
+        await asyncio.to_thread(v.start)
+        await _until_async(lambda: _status(broker.port, "vigil/quiet", b"online"), "the online status")
+        await asyncio.to_thread(v.kill9)
+        await _until_async(lambda: _status(broker.port, "vigil/quiet"), "the Last Will")
+    finally:
+        await broker.stop()
+
+
 def _retained_copy(payload: bytes, earlier: list[tuple[str, bytes]]) -> bool:
     """The broker hands a returning subscriber the retained state it kept across its restart first."""
     return bool(payload) and any(p == payload for _t, p in earlier)
 
 
-async def _status(port: int, prefix: str) -> bool:
+async def _status(port: int, prefix: str, value: bytes = b"offline") -> bool:
     from tests.notify.test_mqtt import retained
 
-    return (await retained(port)).get(f"{prefix}/status") == b"offline"
+    return (await retained(port)).get(f"{prefix}/status") == value
 
 
 async def _until(check: Any, what: str, within: float = 15) -> None:

@@ -149,6 +149,12 @@ class Receiver(ABC):
     async def deliver(self, message: Message) -> None:
         """Deliver once, within `config.timeout`; raise DeliveryError saying what failed."""
 
+    def greeting(self) -> dict[str, Any] | None:
+        """An event body queued for this receiver when it is configured (at start and when its settings
+        change), or None. MQTT's makes the connection that publishes the retained `online` status as soon
+        as the broker can be reached, instead of at the first alert."""
+        return None
+
     async def close(self) -> None:
         """Release connections; called when the receiver is removed or Vigil stops."""
         return None

@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 from agent.events import Event, EventBus
-from agent.notify.base import AlertItem, Notification, Receiver
+from agent.notify.base import AlertItem, MessageKind, Notification, Receiver
 from agent.notify.config import FlapDampingConfig, NotificationsConfig, effective_route
 from agent.notify.outbox import Outbox
 from agent.notify.receivers import REGISTRY
@@ -105,15 +105,20 @@ class Dispatcher:
         route = effective_route(config)
         self.tree = build_tree(route) if route is not None else None
         receivers: dict[str, Receiver] = {}
+        greetings: list[tuple[str, MessageKind, dict[str, Any]]] = []
         for cfg in config.receivers:
             current = self.receivers.get(cfg.name)
             if current is not None and old_receivers.get(cfg.name) == cfg:
                 receivers[cfg.name] = current
             else:
                 receivers[cfg.name] = REGISTRY[cfg.type](cfg, self.hostname)
+                greeting = receivers[cfg.name].greeting()
+                if greeting is not None:
+                    greetings.append((cfg.name, "event", greeting))
         self.receivers = receivers
         self.outbox.configure(config.outbox)
         await self.outbox.set_receivers(receivers)
+        await self.outbox.enqueue_many(greetings)
         for key, group in list(self.groups.items()):  # regroup under the new tree at the next evaluation
             self._saved[key] = group.state()
             del self.groups[key]

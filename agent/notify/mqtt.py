@@ -151,6 +151,10 @@ class MqttReceiver(Receiver):
             "fingerprint": a.fingerprint, "generatorURL": a.generator_url, "acknowledged": a.acknowledged,
         }
 
+    def greeting(self) -> dict[str, Any]:
+        return {"type": "agent_online", "time": time.time(),
+                "data": {"hostname": self.hostname, "receiver": self.name, "status_topic": self.status_topic}}
+
     # --- delivery ---
 
     async def deliver(self, message: Message) -> None:

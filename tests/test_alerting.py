@@ -250,3 +250,22 @@ def test_manage_rules_over_the_api(make_vigil: Any) -> None:
 def test_reads_need_a_key(make_vigil: Any, path: str) -> None:
     v = start(make_vigil)
     assert v.get(path, key=None).status == 401
+
+
+def test_a_rule_name_used_twice_in_a_group_shows_every_variant(make_vigil: Any) -> None:
+    rules = """\
+groups:
+  - name: disk
+    rules:
+      - alert: DiskFull
+        expr: vector(85) > 80
+        labels: {severity: warning}
+      - alert: DiskFull
+        expr: vector(95) > 90
+        labels: {severity: critical}
+"""
+    v = start(make_vigil, rules=rules)
+    data = v.get("/api/v1/alerts/rules/disk/DiskFull").json()["data"]
+    assert data["labels"] == {"severity": "warning"}
+    assert [r["labels"]["severity"] for r in data["same_name"]] == ["warning", "critical"]
+    assert v.stop() == 0

@@ -162,11 +162,14 @@ async def list_managed_rules(request: web.Request) -> web.Response:
 
 
 def _find(svc: Services, group: str, name: str) -> dict[str, Any]:
+    """The first rule of that name in the group, and under `same_name` every one: a group may hold several
+    (a warning and a critical variant of one alert, as the shipped host rules do)."""
     managed_file = managed_path(svc)
-    for entry, rule, rs in _all_rules(svc):
-        if entry.group.name == group and rule.name == name:
-            return {**_rule_view(rule, rs, managed_file), "group": group}
-    raise ApiError(404, f"no rule {name!r} in a group {group!r}")
+    found = [{**_rule_view(rule, rs, managed_file), "group": group} for entry, rule, rs in _all_rules(svc)
+             if entry.group.name == group and rule.name == name]
+    if not found:
+        raise ApiError(404, f"no rule {name!r} in a group {group!r}")
+    return {**found[0], "same_name": found}
 
 
 @ROUTES.route("GET", "/api/v1/alerts/rules/{group}/{name}", summary="One rule", scope="read:alerts", tag="alerts",

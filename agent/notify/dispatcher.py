@@ -101,7 +101,13 @@ class Dispatcher:
     async def configure(self, config: NotificationsConfig) -> None:
         """New receivers and routes; groups of routes that still exist keep their state."""
         old_receivers = {r.name: r for r in self.config.receivers} if self.tree is not None else {}
+        events_changed = set(self.config.events) != set(config.events)
         self.config = config
+        if events_changed and self._events_task is not None:
+            # The bus filters by the types subscribed to: a new list needs a new subscription.
+            self._events_task.cancel()
+            await asyncio.gather(self._events_task, return_exceptions=True)
+            self.start()
         route = effective_route(config)
         self.tree = build_tree(route) if route is not None else None
         receivers: dict[str, Receiver] = {}

@@ -633,3 +633,24 @@ async def test_alertmanager_gets_firing_every_resend_delay_and_resolved_once(rig
         skipped = [e for e in evaluations if sent < e < next_sent]
         assert all(e - sent < rig.resend + 0.005 for e in skipped)  # and not less often either
     assert rig.endpoints["hook"].bodies() == []  # the webhook's group still waits
+
+
+async def test_a_reload_that_changes_the_forwarded_events_takes_effect(rig: Rig) -> None:
+    hook = await rig.webhook("hook", send_events=True)
+    await rig.start([hook], tree("hook"), events=["first_kind"])
+    rig.d.start()  # event forwarding, as the daemon starts it
+    await rig.until(lambda: rig.d.bus.subscriber_count == 1, "the forwarder to subscribe")
+
+    def kinds() -> list[str]:
+        return [body["type"] for body in (json.loads(raw) for raw, _, _ in rig.endpoints["hook"].requests)
+                if "type" in body and "alerts" not in body]
+
+    rig.d.bus.publish("first_kind", n=1)
+    await rig.until(lambda: kinds() == ["first_kind"], "the first event")
+    await rig.d.configure(NotificationsConfig.model_validate(
+        {"receivers": [hook], "route": tree("hook"), "events": ["second_kind"]}))
+    await rig.until(lambda: rig.d.bus.subscriber_count == 1, "the forwarder to subscribe again")
+    rig.d.bus.publish("first_kind", n=2)  # no longer wanted
+    rig.d.bus.publish("second_kind", n=3)
+    await rig.until(lambda: "second_kind" in kinds(), "the event added by the reload")
+    assert kinds() == ["first_kind", "second_kind"]

@@ -406,5 +406,5 @@ class Config(Section):
 # Changing these needs a restart; a reload keeps the running value and says so.
 RESTART_REQUIRED = (
     "listen", "state_dir", "store", "tls_server_config", "collectors.proc_path", "collectors.sys_path",
-    "api.shutdown_timeout",
+    "api.shutdown_timeout", "hostname",  # hostname: the notifier's MQTT topics, client id and instance label
 )

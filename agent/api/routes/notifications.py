@@ -6,6 +6,7 @@ from aiohttp import web
 from pydantic import Field
 
 from agent.api.errors import ApiError, ok
+from agent.api.formats import iso
 from agent.api.routes import ROUTES
 from agent.api.routing import BodyModel, parse_body
 from agent.api.services import Services, services
@@ -24,7 +25,11 @@ async def list_receivers(request: web.Request) -> web.Response:
     svc = services(request)
     notifier = notifier_of(svc)
     stats = await notifier.outbox.stats()
-    receivers = [{"name": r.name, "type": r.type, **stats.get(r.name, {})} for r in notifier.receivers.values()]
+    receivers = []
+    for r in notifier.receivers.values():
+        figures = stats.get(r.name, {})
+        receivers.append({"name": r.name, "type": r.type, **figures,
+                          "last_success_at": iso(figures.get("last_success_at"))})
     return ok({"receivers": receivers, "groups": len(notifier.groups), "maintenance_hold": svc.maintenance.is_active()})
 
 

@@ -28,6 +28,7 @@ from aiohttp import web
 from agent import __version__, logs
 from agent.alerting.maintenance import Maintenance
 from agent.alerting.manager import RuleManager
+from agent.alerting.metrics import RuleMetrics
 from agent.alerting.silencebook import SilenceBook
 from agent.api.app import build_app
 from agent.api.pagination import set_cursor_secret
@@ -226,6 +227,7 @@ class Daemon:
             maintenance.on_change(lambda _active: notifier.held())
             exporter = Exporter(collectors, self.metrics)
             exporter.live.register(CheckMetrics(checks))
+            exporter.live.register(RuleMetrics(rules))
             hostview = HostView(collectors)
             limiter = RateLimiter(config.api.rate_limit)
             svc = Services(

@@ -269,3 +269,25 @@ groups:
     assert data["labels"] == {"severity": "warning"}
     assert [r["labels"]["severity"] for r in data["same_name"]] == ["warning", "critical"]
     assert v.stop() == 0
+
+
+def test_rule_group_metrics_on_the_metrics_endpoint(make_vigil: Any) -> None:
+    rules = """\
+groups:
+  - name: probe
+    interval: 1s
+    rules:
+      - record: probe:one
+        expr: vector(1)
+      - record: probe:two
+        expr: vector(2)
+      - alert: Broken  # both series have the same labels once abs() drops the names: an evaluation error
+        expr: abs({__name__=~"probe:.*"})
+"""
+    v = start(make_vigil, rules=rules)
+    key = {"rule_group": f"{v.config_dir / 'rules.d' / 'flags.yml'};probe"}
+    wait_for(lambda: v.metric("vigil_rule_group_last_evaluation_timestamp_seconds", key), 15, "an evaluation")
+    assert v.metric("vigil_rule_group_rules", key) == 3
+    assert (v.metric("vigil_rule_group_last_duration_seconds", key) or 0) > 0
+    wait_for(lambda: v.metric("vigil_rule_group_unhealthy_rules", key) == 1, 15, "the failing rule counted")
+    assert v.stop() == 0

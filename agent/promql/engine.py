@@ -117,6 +117,8 @@ class _Prep:
 
     @classmethod
     def of(cls, expr: A.Expr, start: int, end: int) -> _Prep:
+        if start == end and _plain(expr):
+            return cls()  # what the walk below finds for it
         prep = cls()
         prep._resolve_at(expr, start, end)
         # At one step (instant queries, rules) there is nothing to repeat, unless a subquery has steps.
@@ -168,6 +170,33 @@ class _Prep:
                 self.invariant.add(id(node.expr))
             return id(node) in self.at
         raise PromQLError(f"unhandled expression of type {type(node).__name__}")
+
+
+_PLAIN_MAX = 4096
+_plain_memo: dict[int, tuple[A.Expr, bool]] = {}
+"""id(expression) -> (the expression, whether `_plain`): rules evaluate the same trees at every interval.
+The expression is kept so that its id is not reused while the entry exists; a race between query threads
+only computes an entry twice."""
+
+
+def _plain(expr: A.Expr) -> bool:
+    """Whether the tree has neither @ modifiers nor subqueries: at one step, its _Prep is empty."""
+    hit = _plain_memo.get(id(expr))
+    if hit is not None and hit[0] is expr:
+        return hit[1]
+    stack = [expr]
+    plain = True
+    while stack and plain:
+        node = stack.pop()
+        if isinstance(node, A.SubqueryExpr) or (
+            isinstance(node, A.VectorSelector) and (node.start_or_end or node.timestamp is not None)
+        ):
+            plain = False
+        stack.extend(_children(node))
+    if len(_plain_memo) >= _PLAIN_MAX:
+        _plain_memo.clear()
+    _plain_memo[id(expr)] = (expr, plain)
+    return plain
 
 
 def _children(node: A.Expr) -> list[A.Expr]:

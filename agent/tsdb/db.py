@@ -31,8 +31,8 @@ import os
 import threading
 import time
 from array import array
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from itertools import pairwise
 from typing import Any
@@ -41,14 +41,14 @@ import aiosqlite
 import structlog
 
 from agent.promql.ast import Matcher
-from agent.promql.values import Labels, Queryable
+from agent.promql.values import Labels, Queryable, SeriesData
 from agent.selfmetrics import SelfMetrics
 from agent.store import Store
 from agent.tsdb import sql
 from agent.tsdb.compact import ChunkRow, compaction_rows, day_rollup_rows, floor_to
 from agent.tsdb.head import Head, Pending, decode_segment, encode_segment, sort_points
 from agent.tsdb.index import SeriesIndex
-from agent.tsdb.querier import ChunkReader, HeadView, Querier
+from agent.tsdb.querier import ChunkReader, HeadView, Querier, join_newest
 from agent.tsdb.rollup import BLOCK_1H_MS, BLOCK_1M_MS, DAY_MS, HOUR_MS, TIER_1H, TIER_1M, TIER_RAW
 
 log = structlog.get_logger("vigil.tsdb")
@@ -548,21 +548,84 @@ class TSDB:
 
     # --- reads (query threads) --------------------------------------------------------------
 
-    def head_view(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> HeadView:
-        """For the querier: matching series with data in range, their head points, watermarks."""
+    def head_view(self, matchers: Sequence[Matcher], mint: int, maxt: int,
+                  order: Callable[[list[int], Mapping[int, Labels]], list[int]]) -> HeadView:
+        """For the querier: matching series with data in range (in `order`), their head points, watermarks."""
         with self._lock:
             wm = self._wm
             labels: dict[int, Labels] = {}
-            head: dict[int, tuple[array, array]] = {}
-            for sid in self._index.match(matchers):
-                span = self._span.get(sid)
+            head: dict[int, tuple[array, array, int]] = {}
+            all_labels = self._index.labels
+            spans = self._span
+            head_range = self._head.range
+            lo_t = max(mint, wm.raw_min)
+            for sid in self._index.match_ordered(matchers, order):
+                span = spans.get(sid)
                 if span is None or span[1] < mint or span[0] > maxt:
                     continue
-                labels[sid] = self._index.labels[sid]
-                points = self._head.range(sid, max(mint, wm.raw_min), maxt)
+                labels[sid] = all_labels[sid]
+                points = head_range(sid, lo_t, maxt)
                 if points is not None:
                     head[sid] = points
             return HeadView(labels, head, wm.raw_min, wm.m1_min, wm.h1_min, self._block)
+
+    def head_select(self, matchers: Sequence[Matcher], mint: int, maxt: int,
+                    order: Callable[[list[int], Mapping[int, Labels]], list[int]],
+                    newest_generation: tuple[int, int],
+                    newest: Mapping[int, tuple[array, array, int] | None]) -> list[SeriesData] | None:
+        """For the querier: the matching series' points in [mint, maxt] in `order`, when the head holds every
+        point in range, or when the range starts in the newest compacted block and `newest` (the querier's
+        copy of that block's points, kept for `newest_generation`) has every matching series; else None
+        (see `head_view`).
+
+        Rule evaluation lands here for nearly every selector, so this is `head_view` plus the querier's
+        sorting without the dicts between them, the matching kept by the index, and `Head.range` inline.
+        A series with points in range has a span that overlaps it (spans bound every point), so spans are
+        looked at only for a series missing from `newest`."""
+        with self._lock:
+            wm = self._wm
+            lo_t = max(mint, wm.raw_min)
+            labels = self._index.labels
+            if mint < wm.compacted_until:
+                if (mint < max(wm.compacted_until - self._block, wm.raw_min)
+                        or newest_generation != (wm.compacted_until, self._head.compactions)):
+                    return None
+                head_range = self._head.range
+                joined = []
+                for sid in self._index.match_ordered(matchers, order):
+                    if sid not in newest:
+                        span = self._span.get(sid)
+                        if span is None or span[1] < mint or span[0] > maxt:
+                            continue  # no points in range: head_view leaves it out too
+                        return None
+                    series = join_newest(labels[sid], newest[sid], head_range(sid, lo_t, maxt), mint, maxt)
+                    if series is not None:
+                        joined.append(series)
+                return joined
+            heads = self._head.series
+            out = []
+            for sid in self._index.match_ordered(matchers, order):
+                series = heads.get(sid)
+                if series is None:
+                    continue
+                if not series.ordered:
+                    self._head._settle(series)
+                ts = series.ts
+                n = len(ts)
+                if not n:
+                    continue
+                # As in Head.range: the series' even spacing mostly locates the start without a search.
+                last_t = ts[-1]
+                hi = n if last_t <= maxt else bisect_right(ts, maxt)
+                first_t = ts[0]
+                lo = 0
+                if first_t < lo_t:
+                    guess = n - 1 - (last_t - lo_t) * (n - 1) // (last_t - first_t) if last_t > lo_t else n
+                    lo = guess if 0 < guess < hi and ts[guess] >= lo_t > ts[guess - 1] else bisect_left(ts, lo_t, 0, hi)
+                if lo < hi:
+                    out.append(SeriesData(labels[sid], ts[lo:hi], series.values[lo:hi], None, None, None, None,
+                                          series.drop))
+            return out
 
     def _matching(self, matcher_sets: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[int]:
         if matcher_sets:

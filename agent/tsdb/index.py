@@ -6,11 +6,13 @@ series while query threads match.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from agent.promql.ast import Matcher, MatchType
 from agent.promql.memory import matcher_matches
 from agent.promql.values import Labels
+
+_ORDERED_MAX = 2048
 
 # Whether a label value ("" for a missing label) satisfies a matcher: the engine's own rule.
 matches = matcher_matches
@@ -27,6 +29,8 @@ class SeriesIndex:
         self.labels: dict[int, Labels] = {}
         self.postings: dict[str, dict[str, set[int]]] = {}
         self._aliases: dict[Labels, int] = {}  # un-normalized spellings seen from callers
+        self._ordered: dict[tuple[Matcher, ...], list[int]] = {}
+        """Matchers -> `match` in label order (see `match_ordered`); emptied whenever a series comes or goes."""
         self.next_id = 1
 
     def __len__(self) -> int:
@@ -53,6 +57,7 @@ class SeriesIndex:
         elif existing is not None:
             self.remove(existing)
         self.next_id = max(self.next_id, sid + 1)
+        self._ordered = {}
         self.ids[key] = sid
         self.labels[sid] = key
         if key != labels:
@@ -65,6 +70,7 @@ class SeriesIndex:
         key = self.labels.pop(sid, None)
         if key is None:
             return
+        self._ordered = {}
         del self.ids[key]
         for alias in [a for a, s in self._aliases.items() if s == sid]:
             del self._aliases[alias]
@@ -99,6 +105,19 @@ class SeriesIndex:
             if all(matches(m, labels.get(m.name, "")) for m in filtering):
                 out.add(sid)
         return out
+
+    def match_ordered(self, matchers: Sequence[Matcher],
+                      order: Callable[[list[int], Mapping[int, Labels]], list[int]]) -> list[int]:
+        """`match` sorted by `order` (callers always pass the same one), kept until a series comes or goes:
+        rules select the same series at every evaluation, and would otherwise intersect postings and sort
+        the ids anew each time. The caller must not modify the list."""
+        key = tuple(matchers)
+        hit = self._ordered.get(key)
+        if hit is None:
+            if len(self._ordered) >= _ORDERED_MAX:
+                self._ordered = {}
+            hit = self._ordered[key] = order(list(self.match(matchers)), self.labels)
+        return hit
 
     def _estimate(self, matcher: Matcher) -> int:
         values = self.postings.get(matcher.name, {})

@@ -149,7 +149,7 @@ class ChunkReader:
 class HeadView:
     """What a query needs from memory, copied under the TSDB's lock."""
 
-    labels: dict[int, Labels]
+    labels: dict[int, Labels]  # in label order
     head: dict[int, tuple[array, array, int]]  # ts, values, SeriesHead.drop
     raw_min: int
     m1_min: int
@@ -192,6 +192,36 @@ def _raw_points(pieces: list[_Piece], head: tuple[array, array, int] | None) -> 
     return raw_t, raw_v
 
 
+def join_newest(labels: Labels, old: tuple[array, array, int] | None, points: tuple[array, array, int] | None,
+                mint: int, maxt: int) -> SeriesData | None:
+    """A series over [mint, maxt] from its points in the newest compacted block (`old`, with their `last_drop`)
+    and in the head (`points`, already cut to the range, with the head's drop); None without points."""
+    if old is None:
+        if points is None:
+            return None
+        ts, values, drop = points
+        return SeriesData(labels, ts, values, None, None, None, None, drop)
+    old_t, old_v, old_drop = old
+    i = 0 if old_t[0] >= mint else bisect_left(old_t, mint)
+    j = len(old_t) if old_t[-1] <= maxt else bisect_right(old_t, maxt, i)
+    if points is None:
+        if i < j:
+            return SeriesData(labels, old_t[i:j], old_v[i:j], None, None, None, None, old_drop)
+        return None
+    new_t, new_v, new_drop = points
+    if i == j:
+        return SeriesData(labels, new_t, new_v, None, None, None, None, new_drop)
+    before_t, before_v = old_t[j - 1], old_v[j - 1]
+    if new_t[0] > before_t:
+        # The usual case: the head starts after the block. A drop at the seam counts like any other.
+        seam = new_t[0] if not new_v[0] >= before_v else NO_DROP
+        drop = max(old_drop, seam, new_drop)
+        return SeriesData(labels, old_t[i:j] + new_t, old_v[i:j] + new_v, None, None, None, None, drop)
+    # samples imported into the block since it was compacted
+    ts, values = merge_points(old_t[i:j], old_v[i:j], new_t, new_v)
+    return SeriesData(labels, ts, values)
+
+
 class Querier:
     """`values.Queryable` over a TSDB: head + raw chunks, older ranges from the rollup tiers."""
 
@@ -218,25 +248,30 @@ class Querier:
         if cached is not None:
             self.recent_hits += 1
             return list(cached)
-        view = self._tsdb.head_view(matchers, mint, maxt)
+        out = self._tsdb.head_select(matchers, mint, maxt, self._in_label_order, self._newest_generation,
+                                     self._newest)
+        if out is not None:
+            # Every point in range is in the head, or in it and the kept copy of the newest block (rule
+            # evaluation and recent dashboards): no SQL at all.
+            self._remember(version, key, out)
+            return out
+        view = self._tsdb.head_view(matchers, mint, maxt, self._in_label_order)
         if not view.labels:
             return []
         compacted_until = self._compacted_until()
-        if mint >= compacted_until:
-            # Every point in range is in the view (rule evaluation and recent dashboards): no SQL at all.
-            labels = view.labels
+        if mint >= compacted_until:  # a compaction came between head_select and head_view
             head = view.head
             out = []
-            for sid in self._in_label_order(list(head), labels):
-                ts, values, drop = head[sid]
-                out.append(SeriesData(labels[sid], ts, values, None, None, None, None, drop))
-            self._remember(version, key, out)
+            for sid, labels in view.labels.items():
+                points = head.get(sid)
+                if points is not None:
+                    out.append(SeriesData(labels, points[0], points[1], None, None, None, None, points[2]))
             return out
         if mint >= max(compacted_until - view.block_ms, view.raw_min):
             out = self._with_newest_block(view, mint, maxt, compacted_until)
             self._remember(version, key, out)
             return out
-        sids = self._in_label_order(list(view.labels), view.labels)
+        sids = list(view.labels)
         rolled: dict[int, list[_Piece]] = {}
         h1_hi = min(maxt, min(view.raw_min, view.m1_min) - 1)
         self._collect(rolled, TIER_1H, BLOCK_1H_MS, sids, max(mint, view.h1_min), h1_hi)
@@ -304,35 +339,11 @@ class Querier:
                     once[sid] = entry
         head = view.head
         out = []
-        for sid in self._in_label_order(list(labels), labels):
-            old = once[sid] if sid in once else newest.get(sid)
-            points = head.get(sid)
-            if old is None:
-                if points is not None:
-                    ts, values, drop = points
-                    out.append(SeriesData(labels[sid], ts, values, None, None, None, None, drop))
-                continue
-            old_t, old_v, old_drop = old
-            i = 0 if old_t[0] >= mint else bisect_left(old_t, mint)
-            j = len(old_t) if old_t[-1] <= maxt else bisect_right(old_t, maxt, i)
-            if points is None:
-                if i < j:
-                    out.append(SeriesData(labels[sid], old_t[i:j], old_v[i:j], None, None, None, None, old_drop))
-                continue
-            new_t, new_v, new_drop = points
-            if i == j:
-                out.append(SeriesData(labels[sid], new_t, new_v, None, None, None, None, new_drop))
-                continue
-            before_t, before_v = old_t[j - 1], old_v[j - 1]
-            if new_t[0] > before_t:
-                # The usual case: the head starts after the block. A drop at the seam counts like any other.
-                seam = new_t[0] if not new_v[0] >= before_v else NO_DROP
-                drop = max(old_drop, seam, new_drop)
-                out.append(SeriesData(labels[sid], old_t[i:j] + new_t, old_v[i:j] + new_v, None, None, None, None,
-                                      drop))
-            else:  # samples imported into the block since it was compacted
-                ts, values = merge_points(old_t[i:j], old_v[i:j], new_t, new_v)
-                out.append(SeriesData(labels[sid], ts, values))
+        for sid, series_labels in labels.items():
+            joined = join_newest(series_labels, once[sid] if once and sid in once else newest.get(sid), head.get(sid),
+                                 mint, maxt)
+            if joined is not None:
+                out.append(joined)
         return out
 
     def _remember(self, version: int, key: tuple[tuple[Matcher, ...], int, int], result: list[SeriesData]) -> None:

@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 import urllib.parse
+from abc import ABC, abstractmethod
 from typing import Any, Protocol, TextIO
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled", "interrupted")
@@ -104,7 +105,9 @@ def wait_for_task(client: _Client, task_id: str, *, out: TextIO | None = None, i
         view.close()
 
 
-class _View:
+class _View(ABC):
+    """How a waiting command shows a task: a bar on a terminal, plain lines otherwise."""
+
     def __init__(self, out: TextIO):
         self.out = out
         self.seen_lines = 0  # log lines printed so far, counted from the task's first line
@@ -116,11 +119,12 @@ class _View:
         self.seen_lines = first + len(lines)
         return fresh
 
+    @abstractmethod
     def update(self, task: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Show the task's latest state."""
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 (a view that keeps nothing on screen has nothing to finish)
+        """Finish the display (the bar view ends its line)."""
 
 
 def _current_step(task: dict[str, Any]) -> str | None:

@@ -133,7 +133,7 @@ async def test_a_failure_fails_the_task_and_its_step(store: Store) -> None:
 
     async def work(ctx: TaskContext) -> dict[str, Any]:
         async with ctx.step("one"):
-            pass
+            await ctx.checkpoint()
         async with ctx.step("two"):
             raise ValueError("disk went away")
         return {}

@@ -410,7 +410,7 @@ def _operations(partial: dict[str, Any], current: LoadedConfig) -> list[tuple[Ke
 
 
 class _Missing:
-    pass
+    """A sentinel: no value at that path (distinct from an explicit null)."""
 
 
 _MISSING: Any = _Missing()

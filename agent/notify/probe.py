@@ -185,8 +185,8 @@ def _smtp_session(config: EmailConfig, hostname: str, context: ssl.SSLContext | 
     """Runs in a thread: the receiver's session (connect, EHLO, STARTTLS/TLS, AUTH), then QUIT."""
     host, port = split_host_port(config.smarthost)
     try:
-        with smtp_session(config, host, port, hostname, context, deadline):
-            pass
+        with smtp_session(config, host, port, hostname, context, deadline) as smtp:
+            smtp.noop()  # the session took the login and still answers; nothing is sent
     except SmtpRefused as exc:
         raise _Failed(str(exc)) from None
 

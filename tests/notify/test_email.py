@@ -287,3 +287,18 @@ def test_clear_text_auth_allowed_to_loopback() -> None:
                                          "from": "vigil@example.com", "to": ["ops@example.com"],
                                          "username": "u", "password": "p"})
     assert config.username == "u"
+
+
+async def test_connection_test_logs_in_and_sends_nothing(smtp_server: Start) -> None:
+    """POST /api/v1/config/test's probe of an e-mail receiver: the session up to AUTH, checked with a NOOP."""
+    from agent.notify.probe import probe
+
+    server = smtp_server("starttls", auth=True)
+    good = receiver(server.smarthost, ca_file=server.ca_file, username="vigil", password=PASSWORD).config
+    result = await probe(good, HOST, 5)
+    assert (result.status, result.error) == ("ok", None)
+    wrong = receiver(server.smarthost, ca_file=server.ca_file, username="vigil", password="not-the-password").config
+    result = await probe(wrong, HOST, 5)
+    assert result.status == "error" and "authentication failed: 535" in (result.error or "")
+    assert "not-the-password" not in (result.error or "")
+    assert server.inbox.received == []

@@ -228,6 +228,7 @@ class Daemon:
             exporter = Exporter(collectors, self.metrics)
             exporter.live.register(CheckMetrics(checks))
             exporter.live.register(RuleMetrics(rules))
+            history.record_registry("vigil-live", exporter.live)
             hostview = HostView(collectors)
             limiter = RateLimiter(config.api.rate_limit)
             svc = Services(
@@ -256,6 +257,7 @@ class Daemon:
             notifier.start()
             scheduler.every("notify.tick", 1.0, notifier.tick)
             scheduler.every("notify.prune", 60.0, notifier.prune, first_in=60.0)
+            history.record_self()
             rules.start()
             await rules.configure(loaded.rule_groups)
             scheduler.every("vigil.keys_last_used", 60, keys.flush_last_used)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import structlog
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.collectors.base import Family
@@ -92,6 +93,13 @@ class History:
         self.ingest = Ingest(self.tsdb, config.labels)
         self.queries = QueryService(self.tsdb, config.query)
         metrics.registry.register(HistoryCollector(self.tsdb))
+        self._recorded: dict[str, CollectorRegistry] = {"vigil": metrics.registry}
+
+    def record_registry(self, source: str, registry: CollectorRegistry) -> None:
+        """Record `registry` with Vigil's own metrics. Gauges read from state at scrape time (each check's
+        `vigil_check_up`, rule groups) are in the history only this way between their updates: a check
+        that runs hourly would otherwise leave its series stale five minutes after each run."""
+        self._recorded[source] = registry
 
     async def open(self) -> None:
         await self.tsdb.open()
@@ -100,7 +108,7 @@ class History:
         self.scheduler = scheduler
         scheduler.every("history.flush", self.config.flush_interval, self.tsdb.flush)
         scheduler.every("history.maintain", MAINTAIN_INTERVAL, self._maintain)
-        scheduler.every("history.self_metrics", self.config.self_metrics_interval, self._record_self, run_now=True)
+        scheduler.every("history.self_metrics", self.config.self_metrics_interval, self._record_self)
 
     def collector_hook(self, source: str, families: list[Family], timestamp: float) -> None:
         if self.config.enabled:
@@ -112,8 +120,16 @@ class History:
         await self.store.reclaim()
 
     async def _record_self(self) -> None:
+        self.record_self()
+
+    def record_self(self) -> None:
+        """One snapshot of Vigil's own metrics. The daemon takes one once every component has restored its
+        state and before rules first run: the last samples before a crash may not have been flushed, and a
+        rule must not see a firing check's series missing."""
         if self.config.enabled:
-            self.ingest.registry_snapshot("vigil", self.metrics.registry, time.time())
+            now = time.time()
+            for source, registry in self._recorded.items():
+                self.ingest.registry_snapshot(source, registry, now)
 
     def configure(self, config: HistoryConfig) -> None:
         old, self.config = self.config, config

@@ -31,6 +31,8 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vigil]:
         "history": {"flush_interval": "1s", "self_metrics_interval": "1s",
                     "query": {"max_series_matchers": 5}},
         "api": {"rate_limit": {"default": 100000, "categories": {"metrics": 100000}}},
+        "checks": [{"name": "hourly", "type": "file", "path": "/nonexistent/vigil-test", "exists": False,
+                    "interval": "1h"}],
     })
     v.start()
     yield v
@@ -111,6 +113,19 @@ def test_collected_and_self_metrics_are_recorded(agent: Vigil) -> None:
     wait_for(present, 20, "node_load1 and vigil_build_info in the history")
     got = vector(agent, "count_over_time(node_load1[1m])", time.time())
     assert next(iter(got.values())) >= 1
+
+
+def test_a_check_is_in_the_history_between_its_runs(agent: Vigil) -> None:
+    """An hourly check's gauges are recorded with Vigil's own metrics (every second here), not only when it
+    runs: rules on `vigil_check_up` would otherwise see it go stale five minutes after each run."""
+    assert agent.post("/api/v1/checks/hourly/run").status == 200
+
+    def samples() -> float:
+        got = vector(agent, 'count_over_time(vigil_check_up{check="hourly"}[1m])', time.time())
+        return next(iter(got.values()), 0.0)
+
+    wait_for(lambda: samples() >= 4, 20, "samples of vigil_check_up besides its runs (at most two)")
+    assert vector(agent, 'vigil_check_up{check="hourly"}', time.time())
 
 
 @pytest.mark.parametrize(("params", "needle"), [

@@ -240,7 +240,8 @@ class CheckRunner:
             outcome.message, outcome.duration, [p.as_dict() for p in outcome.perfdata], outcome.details,
         ))
         self._dirty.add(cfg.name)
-        self._run_hooks(cfg.name, self.families(entry), outcome.started_at)
+        # At the end of the run, as the state is from then on (History also records it between runs).
+        self._run_hooks(cfg.name, self.families(entry), now)
         if transition is not None:
             await self._transition(entry, transition, outcome, now)
         if state is not None and state is not Status.OK and cfg.on_failure and entry.flap.fails:

@@ -171,7 +171,7 @@ async def test_compaction_checkpoint_keeps_head_and_unflushed_samples(env: Env) 
     await maintain_at(env, tsdb, B + HOUR + 3 * MIN)  # block 0 closes
     stats = tsdb.stats()
     assert stats["chunks"]["raw"] == 1
-    assert stats["head_samples"] == 30 * 4  # block 1 stays in the head
+    assert stats["head_samples"] == 60 * 4 + 30 * 4  # block 1 stays in the head, block 0 is kept until the next
     assert env.rows("SELECT count(*) FROM tsdb_head_segments") == [(1,)]  # one checkpoint
 
     reopened = await env.open()  # crash: nothing flushed after the compaction
@@ -179,6 +179,78 @@ async def test_compaction_checkpoint_keeps_head_and_unflushed_samples(env: Env) 
     await maintain_at(env, reopened, B + 2 * HOUR + 3 * MIN)
     assert points(one(reopened, "m")) == expected
     assert env.rows("SELECT count(*) FROM tsdb_head_segments") == [(0,)]
+
+
+def chunk_reads(tsdb: TSDB) -> int:
+    stats = tsdb.stats()
+    return stats["query_cache_hits_total"] + stats["query_cache_misses_total"]
+
+
+async def test_the_compacted_block_stays_in_the_head_until_the_next_compaction(env: Env) -> None:
+    tsdb = await env.open()
+    series = labels("m")
+    expected = []
+    for i in range(0, 90 * 60_000, 15_000):  # block 0 and half of block 1
+        tsdb.append(series, B + i, float(i % 7))  # with counter resets
+        expected.append((B + i, float(i % 7)))
+    window = (B + 30 * MIN, B + 70 * MIN)
+    in_window = [p for p in expected if window[0] <= p[0] <= window[1]]
+    await maintain_at(env, tsdb, B + HOUR + 3 * MIN)  # block 0 closes
+    assert tsdb.stats()["chunks"]["raw"] == 1
+    reads = chunk_reads(tsdb)
+    got = one(tsdb, "m", *window)
+    assert points(got) == in_window
+    assert chunk_reads(tsdb) == reads  # no chunk read: block 0 is still in the head
+    view = tsdb.querier().select_views([eq("__name__", "m")], *window)[0]
+    assert got.last_drop == view[6] and got.last_drop >= B + 70 * MIN - 15_000
+
+    reopened = await env.open()  # after a restart the head has only what was not compacted
+    assert reopened.stats()["head_samples"] == 30 * 4
+    assert points(one(reopened, "m", *window)) == in_window
+    assert chunk_reads(reopened) > 0
+
+    for i in range(90 * 60_000, 125 * 60_000, 15_000):
+        tsdb.append(series, B + i, 1.0)
+    await maintain_at(env, tsdb, B + 2 * HOUR + 3 * MIN)  # block 1 closes, block 0 leaves the head
+    assert tsdb.stats()["head_samples"] == 60 * 4 + 5 * 4
+    assert points(one(tsdb, "m", *window)) == in_window
+
+
+async def test_the_head_keeps_a_compacted_block_only_within_query_cache_bytes(env: Env) -> None:
+    tsdb = await env.open(TSDBOptions(query_cache_bytes=16 * 100))
+    for i in range(0, 90 * 60_000, 15_000):
+        tsdb.append(labels("m"), B + i, float(i))
+    await maintain_at(env, tsdb, B + HOUR + 3 * MIN)
+    assert tsdb.stats()["head_samples"] == 30 * 4  # 240 points of block 0 are over the budget
+    assert [t for t, _ in points(one(tsdb, "m", B + 30 * MIN, B + 70 * MIN))] == list(
+        range(B + 30 * MIN, B + 70 * MIN + 1, 15_000))
+
+
+async def test_views_of_the_head_never_change(env: Env) -> None:
+    """A query thread reads the head's arrays after the lock is released: whatever the loop thread does
+    next (replace the newest value, sort in an out-of-order sample, compact) must not show in them."""
+    tsdb = await env.open()
+    series = labels("m")
+    for i in range(0, 70 * 60_000, 15_000):
+        tsdb.append(series, B + i, float(i))
+    last = B + 70 * MIN - 15_000
+    views = tsdb.querier().select_views([eq("__name__", "m")], B + 50 * MIN, last)
+    assert len(views) == 1
+    _, unnamed, ts, values, lo, hi, _, rollup = views[0]
+    assert unnamed == () and rollup is None
+    before = (list(ts[lo:hi]), list(values[lo:hi]))
+    assert before[0][-1] == last
+    tsdb.append(series, last, -1.0)  # replaces the newest value
+    tsdb.append(series, B + 70 * MIN, 5.0)
+    tsdb.append(series, last + 5_000, 6.0)  # out of order: the series is sorted on the next read
+    assert points(one(tsdb, "m", last, B + 70 * MIN)) == [(last, -1.0), (last + 5_000, 6.0),
+                                                          (B + 70 * MIN, 5.0)]
+    assert (list(ts[lo:hi]), list(values[lo:hi])) == before
+    _, _, ts, values, lo, hi, _, _ = tsdb.querier().select_views([eq("__name__", "m")], B + 50 * MIN, last)[0]
+    before = (list(ts[lo:hi]), list(values[lo:hi]))
+    await maintain_at(env, tsdb, B + 2 * HOUR + 3 * MIN)  # compacts and drops points from the head
+    assert tsdb.stats()["head_samples"] == 10 * 4 + 2  # block 1 kept; block 0 left the head
+    assert (list(ts[lo:hi]), list(values[lo:hi])) == before
 
 
 async def test_collected_samples_for_closed_blocks_are_refused(env: Env) -> None:
@@ -219,15 +291,17 @@ async def test_import_into_a_compacted_block_merges(env: Env) -> None:
     for i in range(4):
         tsdb.append(series, B + i * MIN, float(i))
     await maintain_at(env, tsdb, B + HOUR + 3 * MIN)
-    assert tsdb.stats()["chunks"]["raw"] == 1 and tsdb.stats()["head_samples"] == 0
+    assert tsdb.stats()["chunks"]["raw"] == 1 and tsdb.stats()["head_samples"] == 4  # the block is kept
 
     await tsdb.import_batch([series], [0, 0], [B + MIN, B + MIN + 30_000], [10.0, 1.5])
     want = [(B, 0.0), (B + MIN, 10.0), (B + MIN + 30_000, 1.5), (B + 2 * MIN, 2.0), (B + 3 * MIN, 3.0)]
     assert points(one(tsdb, "m")) == want  # head over chunk before compaction
+    assert points(one(tsdb, "m", B + 30 * 1000, B + HOUR)) == want[1:]  # from the head alone
     await tsdb.maintain()
-    assert tsdb.stats()["head_samples"] == 0 and tsdb.stats()["chunks"]["raw"] == 1
+    assert tsdb.stats()["head_samples"] == 5 and tsdb.stats()["chunks"]["raw"] == 1
     assert points(one(tsdb, "m")) == want
-    assert points(one(await env.open(), "m")) == want
+    assert points(one(tsdb, "m", B + 30 * 1000, B + HOUR)) == want[1:]
+    assert points(one(await env.open(), "m")) == want  # the chunk has the imports: the head starts empty
 
 
 async def test_late_imports_compact_without_waiting(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,8 +32,10 @@ from agent.promql.values import (
     Sample,
     Scalar,
     SeriesData,
+    SeriesView,
     is_stale,
     label_value,
+    views_of,
 )
 
 AlertState = Literal["pending", "firing", "inactive"]
@@ -345,11 +347,20 @@ class _Overlay:
                 return self.by_name.get(m.value, {})
         return self.added
 
+    def _extra(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> dict[Labels, float]:
+        """This evaluation's samples the selection takes."""
+        if not self.added or not mint <= self.t <= maxt:
+            return {}
+        return {labels: v for labels, v in self._candidates(matchers).items() if labels_match(labels, matchers)}
+
+    def select_views(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesView]:
+        if self._extra(matchers, mint, maxt):
+            return views_of(self.select(matchers, mint, maxt))
+        return self.base.select_views(matchers, mint, maxt)
+
     def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesData]:
         data = self.base.select(matchers, mint, maxt)
-        if not self.added or not mint <= self.t <= maxt:
-            return data
-        extra = {labels: v for labels, v in self._candidates(matchers).items() if labels_match(labels, matchers)}
+        extra = self._extra(matchers, mint, maxt)
         if not extra:
             return data
         out: list[SeriesData] = []

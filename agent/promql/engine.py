@@ -41,12 +41,14 @@ from agent.promql.values import (
     Scalar,
     Series,
     SeriesData,
+    SeriesView,
     String,
     Value,
     Vector,
     Window,
     drop_name,
     is_stale,
+    series_of_view,
 )
 
 # Functions whose result changes with the evaluation time even when their arguments do not, so
@@ -351,6 +353,10 @@ class _Evaluator:
         """The queryable's series, in its order: by labels (see Queryable.select)."""
         return self.q.queryable.select(matchers, mint, maxt)
 
+    def _select_views(self, matchers: list[A.Matcher], mint: int, maxt: int) -> list[SeriesView]:
+        """`_select` as views (see Queryable.select_views): one step reads each series' window in place."""
+        return self.q.queryable.select_views(matchers, mint, maxt)
+
     def _vector_selector(self, vs: A.VectorSelector, own_timestamps: bool = False) -> StepVectors:
         """Latest sample in [ref - lookback, ref] per step, ref = step (or @ time) minus offset; none if stale."""
         steps = self.steps
@@ -365,10 +371,11 @@ class _Evaluator:
             lo_ref = hi_ref = at - offset
         else:
             lo_ref, hi_ref = steps[0] - offset, steps[-1] - offset
-        data = self._select(vs.matchers, lo_ref - lookback, hi_ref)
         if len(steps) == 1:
-            out[0] = self._vector_selector_once(data, steps[0], hi_ref, own_timestamps)
+            out[0] = self._vector_selector_once(self._select_views(vs.matchers, lo_ref - lookback, hi_ref), steps[0],
+                                                own_timestamps)
             return out
+        data = self._select(vs.matchers, lo_ref - lookback, hi_ref)
         held = 0
         for n, series in enumerate(data):
             if not n & 63:
@@ -403,24 +410,18 @@ class _Evaluator:
         q.samples -= held
         return out
 
-    def _vector_selector_once(self, data: list[SeriesData], t: int, ref: int, own_timestamps: bool) -> Vector:
-        """`_vector_selector` for one step (instant queries, rules): the same samples without per-step lists."""
+    def _vector_selector_once(self, data: list[SeriesView], t: int, own_timestamps: bool) -> Vector:
+        """`_vector_selector` for one step (instant queries, rules): each series' newest point in the lookback
+        window the views cover, unless it is a stale marker."""
         q = self.q
-        floor = ref - q.lookback
         out: Vector = []
-        for n, series in enumerate(data):
+        for n, (labels, _, ts, values, _, hi, _, _) in enumerate(data):
             if not n & 63:
                 q.check_deadline()
-            ts = series.ts
-            j = len(ts)
-            if j and ts[-1] > ref:
-                j = bisect_right(ts, ref)
-            if j == 0 or ts[j - 1] < floor:
-                continue
-            v = series.values[j - 1]
+            v = values[hi - 1]
             if v != v and is_stale(v):
                 continue
-            out.append(Sample(series.labels, ts[j - 1] if own_timestamps else t, v))
+            out.append(Sample(labels, ts[hi - 1] if own_timestamps else t, v))
         q.hold(len(out))
         q.samples -= len(out)
         return out
@@ -626,41 +627,27 @@ class _Evaluator:
         rng = ms.range
         end = (at if at is not None else t) - vs.offset
         start = end - rng
-        data = self._select(vs.matchers, start, end)
+        data = self._select_views(vs.matchers, start, end)
         one_step = ONE_STEP_RANGE_FUNCTIONS.get(call.func)
         one = one_step(rng) if one_step is not None else None
         out: Vector = []
         windows: list[Window] = []
         points = 0
-        for n, series in enumerate(data):
+        for n, (labels, unnamed, ts, vals, lo, hi, drop, source) in enumerate(data):
             if not n & 63:
                 q.check_deadline()
-            ts = series.ts
-            if not ts:
-                continue
-            vals = series.values
-            oldest = ts[0]
-            drop = series.last_drop
-            rs = None
-            if (drop is None or drop >= oldest) and any(map(isnan, vals)):  # stale markers are no samples here
-                rs = _without_stale(series)
-                ts, vals, drop = rs.ts, rs.values, None
-                if not ts:
+            if (drop is None or drop >= ts[lo]) and any(map(isnan, vals[lo:hi])):  # stale markers are no samples
+                rs = _without_stale(series_of_view((labels, unnamed, ts, vals, lo, hi, drop, source)))
+                ts, vals, lo, hi, drop, source = rs.ts, rs.values, 0, len(rs.ts), None, rs.source
+                if not hi:
                     continue
-                oldest = ts[0]
-            # The queryable returns the points in [start, end]: no search unless it gave more.
-            lo = 0 if oldest >= start else bisect_left(ts, start)
-            hi = len(ts) if ts[-1] <= end else bisect_right(ts, end)
-            if hi <= lo:
-                continue
             points += hi - lo
             if one is None:
-                source = rs.source if rs is not None else series if series.count is not None else None
-                windows.append(Window(series.labels, ts, vals, lo, hi, source))
+                windows.append(Window(labels, ts, vals, lo, hi, source))
                 continue
-            value = one(ts, vals, lo, hi, end, drop is None or drop > (oldest if lo == 0 else ts[lo]))
+            value = one(ts, vals, lo, hi, end, drop is None or drop > ts[lo])
             if value is not None:
-                out.append(Sample(drop_name(series.labels), t, value))
+                out.append(Sample(unnamed, t, value))
         if q.samples + points > q.max_samples:
             raise QueryLimitError(TOO_MANY_SAMPLES)
         if one is None:

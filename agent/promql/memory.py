@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from agent.promql.ast import Matcher, MatchType
 from agent.promql.functions_regex import GoRegex
 from agent.promql.parser import compile_matcher_regex
-from agent.promql.values import Labels, ParseError, SeriesData
+from agent.promql.values import Labels, ParseError, SeriesData, SeriesView, views_of
 
 _ROLLUP_COLUMNS = ("count", "sum", "min", "max")
 
@@ -138,6 +138,9 @@ class MemoryQueryable:
                     setattr(data, name, column[lo:hi])
             result.append(data)
         return result
+
+    def select_views(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesView]:
+        return views_of(self.select(matchers, mint, maxt))
 
     def _union(self, matcher_sets: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[Labels]:
         seen: set[Labels] = set()

@@ -41,7 +41,7 @@ import aiosqlite
 import structlog
 
 from agent.promql.ast import Matcher
-from agent.promql.values import Labels, Queryable, SeriesData
+from agent.promql.values import Labels, Queryable, SeriesView
 from agent.selfmetrics import SelfMetrics
 from agent.store import Store
 from agent.tsdb import sql
@@ -148,6 +148,12 @@ class TSDB:
         self._wm = Watermarks(NO_TIME, NO_TIME, NO_TIME, NO_TIME, NO_TIME)
         self._accept_from = NO_TIME
         self._late = 0  # samples imported into closed blocks since the last compaction
+        self._late_sids: set[int] = set()  # the series they went to
+        self._head_from = NO_TIME
+        """The head holds every sample from here on: `compacted_until`, or a block earlier when the last
+        compaction kept the block it wrote (see `_compact`). Before `compacted_until` the head holds those kept
+        points, which chunks hold too, and samples imported into compacted blocks (`_late_sids`), which they
+        do not yet."""
         self._last_segment = 0
         self._reader = ChunkReader(db_path, self.options.query_cache_bytes)
         self._querier = Querier(self, self._reader)
@@ -196,7 +202,7 @@ class TSDB:
                 if sid in self._index.labels:
                     self._span[sid] = [lo, hi]
             self._wm = wm
-            self._accept_from = wm.compacted_until
+            self._accept_from = self._head_from = wm.compacted_until
             replayed = 0
             for seg_id, blob in state.segments:
                 sids, ts, values = decode_segment(blob)
@@ -205,6 +211,8 @@ class TSDB:
                         self._head.append(sid, t, v)
                         self._widen_span(sid, t)
                         replayed += 1
+                        if t < wm.compacted_until:  # an import into a compacted block, not compacted again yet
+                            self._late_sids.add(sid)
                 self._last_segment = max(self._last_segment, seg_id)
             self._tiers = {tier: (count, oldest, size) for tier, count, oldest, size in state.tiers}
             self._state = "open"
@@ -347,6 +355,8 @@ class TSDB:
                     self._head.extend(sid, g_ts, g_values)
                     self._widen_span(sid, g_ts[0])
                     self._widen_span(sid, g_ts[-1])
+                    if g_ts[0] < closed:
+                        self._late_sids.add(sid)
                 self._unsaved.difference_update(sid for sid, _ in rows)
                 self._last_segment = max(self._last_segment, seg_id)
             stored = n - expired  # a later sample that replaced an equal timestamp still counts
@@ -398,12 +408,17 @@ class TSDB:
 
     async def _compact(self, now: int) -> bool:
         """Write the head's samples of closed blocks to chunks and checkpoint the head segments;
-        True if chunks were written."""
+        True if chunks were written.
+
+        The head keeps the last block it wrote until the next compaction, when their size is within
+        `query_cache_bytes`: rules' windows reach back into it for a while after every compaction (`[1h]`
+        windows always), and are then served from the head alone."""
         started = time.perf_counter()
         target = floor_to(now - GRACE_MS, self._block)
         with self._lock:
             self._accept_from = max(self._accept_from, target)
-            snapshot = self._head.before(target)
+            late = set(self._late_sids)
+            snapshot = self._head.before(target, self._wm.compacted_until, late)
             if not snapshot:
                 if target <= self._wm.compacted_until:
                     return False
@@ -441,9 +456,17 @@ class TSDB:
             with self._lock:
                 self._pending.put_back(taken)
             raise
+        if target <= wm.compacted_until:  # imports alone: what the head held complete it still does
+            keep_from = self._head_from
+        elif 16 * sum(len(ts) for ts, _ in snapshot.values()) <= self.options.query_cache_bytes:
+            keep_from = max(wm.compacted_until, target - self._block)
+        else:
+            keep_from = target
         with self._lock:
-            self._head.drop_before(target)
+            self._head.drop_before(keep_from)
+            self._head_from = keep_from
             self._wm.compacted_until = new_wm.compacted_until
+            self._late_sids -= late
             self._unsaved.difference_update(sid for sid, _ in rows)
             self._last_segment = max(self._last_segment, seg_id)
         if not snapshot:
@@ -558,13 +581,16 @@ class TSDB:
             all_labels = self._index.labels
             spans = self._span
             head_range = self._head.range
+            late = self._late_sids
             lo_t = max(mint, wm.raw_min)
+            # Before compacted_until, chunks have what the head kept of compacted blocks: only imports count.
+            kept_lo_t = max(lo_t, wm.compacted_until)
             for sid in self._index.match_ordered(matchers, order):
                 span = spans.get(sid)
                 if span is None or span[1] < mint or span[0] > maxt:
                     continue
                 labels[sid] = all_labels[sid]
-                points = head_range(sid, lo_t, maxt)
+                points = head_range(sid, lo_t if sid in late else kept_lo_t, maxt)
                 if points is not None:
                     head[sid] = points
             return HeadView(labels, head, wm.raw_min, wm.m1_min, wm.h1_min, self._block)
@@ -572,26 +598,28 @@ class TSDB:
     def head_select(self, matchers: Sequence[Matcher], mint: int, maxt: int,
                     order: Callable[[list[int], Mapping[int, Labels]], list[int]],
                     newest_generation: tuple[int, int],
-                    newest: Mapping[int, tuple[array, array, int] | None]) -> list[SeriesData] | None:
-        """For the querier: the matching series' points in [mint, maxt] in `order`, when the head holds every
-        point in range, or when the range starts in the newest compacted block and `newest` (the querier's
-        copy of that block's points, kept for `newest_generation`) has every matching series; else None
-        (see `head_view`).
+                    newest: Mapping[int, tuple[array, array, int] | None]) -> list[SeriesView] | None:
+        """For the querier: views of the matching series' points in [mint, maxt] in `order`, when the head
+        holds every point in range, or when the range starts in the newest compacted block and `newest` (the
+        querier's copy of that block's points, kept for `newest_generation`) has every matching series; else
+        None (see `head_view`).
 
         Rule evaluation lands here for nearly every selector, so this is `head_view` plus the querier's
         sorting without the dicts between them, the matching kept by the index, and `Head.range` inline.
+        Views of head-only series are the head's own arrays (see Head: the points in them never change).
         A series with points in range has a span that overlaps it (spans bound every point), so spans are
         looked at only for a series missing from `newest`."""
         with self._lock:
             wm = self._wm
             lo_t = max(mint, wm.raw_min)
             labels = self._index.labels
-            if mint < wm.compacted_until:
-                if (mint < max(wm.compacted_until - self._block, wm.raw_min)
+            unnamed = self._index.unnamed
+            if mint < self._head_from or mint < wm.raw_min:
+                if (mint < max(wm.compacted_until - self._block, wm.raw_min) or self._head_from < wm.compacted_until
                         or newest_generation != (wm.compacted_until, self._head.compactions)):
                     return None
                 head_range = self._head.range
-                joined = []
+                joined: list[SeriesView] = []
                 for sid in self._index.match_ordered(matchers, order):
                     if sid not in newest:
                         span = self._span.get(sid)
@@ -600,10 +628,11 @@ class TSDB:
                         return None
                     series = join_newest(labels[sid], newest[sid], head_range(sid, lo_t, maxt), mint, maxt)
                     if series is not None:
-                        joined.append(series)
+                        joined.append((series.labels, unnamed[sid], series.ts, series.values, 0, len(series.ts),
+                                       series.last_drop, None))
                 return joined
             heads = self._head.series
-            out = []
+            out: list[SeriesView] = []
             for sid in self._index.match_ordered(matchers, order):
                 series = heads.get(sid)
                 if series is None:
@@ -623,8 +652,7 @@ class TSDB:
                     guess = n - 1 - (last_t - lo_t) * (n - 1) // (last_t - first_t) if last_t > lo_t else n
                     lo = guess if 0 < guess < hi and ts[guess] >= lo_t > ts[guess - 1] else bisect_left(ts, lo_t, 0, hi)
                 if lo < hi:
-                    out.append(SeriesData(labels[sid], ts[lo:hi], series.values[lo:hi], None, None, None, None,
-                                          series.drop))
+                    out.append((labels[sid], unnamed[sid], ts, series.values, lo, hi, series.drop, None))
             return out
 
     def _matching(self, matcher_sets: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from operator import ge
 
 SEGMENT_FORMAT = 1
@@ -84,8 +84,9 @@ class SeriesHead:
             newest = ts[-1]
             if t <= newest:
                 if t == newest and self.ordered:
-                    values = self.values
-                    values[-1] = value
+                    # A new array rather than values[-1] = value: readers may hold this one (see Head).
+                    values = self.values = self.values[:-1]
+                    values.append(value)
                     if value != value or (len(values) > 1 and not value >= values[-2]):
                         self.drop = t
                     return 0
@@ -120,6 +121,12 @@ class SeriesHead:
 
 
 class Head:
+    """Per-series points, append-only in place: the points a reader has seen in a series' arrays never
+    change. New points go at the end; anything else (a value replaced at the newest timestamp, sorting
+    after an out-of-order append, dropping compacted points) makes new arrays. Query threads therefore
+    take the arrays and a range [lo, hi) of them under the TSDB's lock and read them after releasing it
+    (`TSDB.head_select`), without copying the points."""
+
     def __init__(self) -> None:
         self.series: dict[int, SeriesHead] = {}
         self.samples = 0
@@ -173,14 +180,18 @@ class Head:
             return None
         return ts[lo:hi], series.values[lo:hi], series.drop
 
-    def before(self, limit: int) -> dict[int, tuple[array, array]]:
-        """Copies of every series' points older than `limit` (what a compaction writes out)."""
+    def before(self, limit: int, since: int, whole: Container[int]) -> dict[int, tuple[array, array]]:
+        """Copies of the points older than `limit` that a compaction writes out: those from `since` on (older
+        ones are in chunks already), and all of them for the series in `whole` (imported into older blocks)."""
         out = {}
         for sid, series in self.series.items():
+            self._settle(series)  # first: the oldest point of an unsorted series need not be ts[0]
             if series.ts and series.ts[0] < limit:
-                self._settle(series)
-                cut = bisect_left(series.ts, limit)
-                out[sid] = (series.ts[:cut], series.values[:cut])
+                ts = series.ts
+                cut = bisect_left(ts, limit)
+                start = 0 if sid in whole else bisect_left(ts, since, 0, cut)
+                if start < cut:
+                    out[sid] = (ts[start:cut], series.values[start:cut])
         return out
 
     def drop_before(self, limit: int) -> None:
@@ -188,11 +199,11 @@ class Head:
         self.compactions += 1
         for sid in list(self.series):
             series = self.series[sid]
+            self._settle(series)
             if series.ts and series.ts[0] < limit:
-                self._settle(series)
                 cut = bisect_left(series.ts, limit)
-                del series.ts[:cut]
-                del series.values[:cut]
+                series.ts = series.ts[cut:]
+                series.values = series.values[cut:]
                 self.samples -= cut
             if not series.ts:
                 del self.series[sid]

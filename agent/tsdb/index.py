@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from agent.promql.ast import Matcher, MatchType
 from agent.promql.memory import matcher_matches
-from agent.promql.values import Labels
+from agent.promql.values import Labels, drop_name
 
 _ORDERED_MAX = 2048
 
@@ -27,6 +27,8 @@ class SeriesIndex:
     def __init__(self) -> None:
         self.ids: dict[Labels, int] = {}
         self.labels: dict[int, Labels] = {}
+        self.unnamed: dict[int, Labels] = {}
+        """Id -> its labels without `__name__`: what a rate or sum of the series is labelled with."""
         self.postings: dict[str, dict[str, set[int]]] = {}
         self._aliases: dict[Labels, int] = {}  # un-normalized spellings seen from callers
         self._ordered: dict[tuple[Matcher, ...], list[int]] = {}
@@ -60,6 +62,7 @@ class SeriesIndex:
         self._ordered = {}
         self.ids[key] = sid
         self.labels[sid] = key
+        self.unnamed[sid] = drop_name(key)
         if key != labels:
             self._aliases[labels] = sid
         for name, value in key:
@@ -70,6 +73,7 @@ class SeriesIndex:
         key = self.labels.pop(sid, None)
         if key is None:
             return
+        del self.unnamed[sid]
         self._ordered = {}
         del self.ids[key]
         for alias in [a for a, s in self._aliases.items() if s == sid]:

@@ -21,7 +21,7 @@ from itertools import chain
 from typing import TYPE_CHECKING
 
 from agent.promql.ast import Matcher
-from agent.promql.values import Labels, SeriesData
+from agent.promql.values import Labels, SeriesData, SeriesView, series_of_view, views_of
 from agent.tsdb import sql
 from agent.tsdb.encoding import decode_chunk
 from agent.tsdb.head import NO_DROP, last_drop, merge_points
@@ -228,7 +228,7 @@ class Querier:
     def __init__(self, tsdb: TSDB, reader: ChunkReader):
         self._tsdb = tsdb
         self._reader = reader
-        self._recent: dict[tuple[tuple[Matcher, ...], int, int], tuple[SeriesData, ...]] = {}
+        self._recent: dict[tuple[tuple[Matcher, ...], int, int], tuple[SeriesView, ...]] = {}
         self._recent_version = -1
         self._newest: dict[int, tuple[array, array, int] | None] = {}
         """Series id -> points of the newest compacted block and their `last_drop` (None: no points);
@@ -243,6 +243,21 @@ class Querier:
 
     def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesData]:
         version = self._tsdb._head.version
+        views = self._head_views(version, matchers, mint, maxt)
+        if views is not None:
+            return [series_of_view(view) for view in views]
+        return self._select_stored(version, matchers, mint, maxt)
+
+    def select_views(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesView]:
+        version = self._tsdb._head.version
+        views = self._head_views(version, matchers, mint, maxt)
+        if views is not None:
+            return views
+        return views_of(self._select_stored(version, matchers, mint, maxt))
+
+    def _head_views(self, version: int, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesView] | None:
+        """Views of every series in range when no SQL is needed: the head holds every point in range, or it
+        and the kept copy of the newest block do (rule evaluation and recent dashboards); else None."""
         key = (tuple(matchers), mint, maxt)
         cached = self._recent.get(key) if version == self._recent_version else None
         if cached is not None:
@@ -251,10 +266,11 @@ class Querier:
         out = self._tsdb.head_select(matchers, mint, maxt, self._in_label_order, self._newest_generation,
                                      self._newest)
         if out is not None:
-            # Every point in range is in the head, or in it and the kept copy of the newest block (rule
-            # evaluation and recent dashboards): no SQL at all.
             self._remember(version, key, out)
-            return out
+        return out
+
+    def _select_stored(self, version: int, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesData]:
+        """`select` where the range reaches into chunks."""
         view = self._tsdb.head_view(matchers, mint, maxt, self._in_label_order)
         if not view.labels:
             return []
@@ -269,8 +285,12 @@ class Querier:
             return out
         if mint >= max(compacted_until - view.block_ms, view.raw_min):
             out = self._with_newest_block(view, mint, maxt, compacted_until)
-            self._remember(version, key, out)
+            self._remember(version, (tuple(matchers), mint, maxt), views_of(out))
             return out
+        return self._from_chunks(view, mint, maxt)
+
+    def _from_chunks(self, view: HeadView, mint: int, maxt: int) -> list[SeriesData]:
+        """The view's series over a range reaching past the newest compacted block: chunks of every tier."""
         sids = list(view.labels)
         rolled: dict[int, list[_Piece]] = {}
         h1_hi = min(maxt, min(view.raw_min, view.m1_min) - 1)
@@ -346,7 +366,7 @@ class Querier:
                 out.append(joined)
         return out
 
-    def _remember(self, version: int, key: tuple[tuple[Matcher, ...], int, int], result: list[SeriesData]) -> None:
+    def _remember(self, version: int, key: tuple[tuple[Matcher, ...], int, int], result: list[SeriesView]) -> None:
         """Keep a head-only answer until the head changes: the rules of a group often select the same
         series over the same range (a recording rule and the alert reading its input, `absent` beside a
         `rate`). `version` was read before the view was taken, so the answer holds at least what the head

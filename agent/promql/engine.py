@@ -19,14 +19,19 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from math import isnan
-from operator import sub
+from operator import itemgetter, sub
 from typing import Any
 
 from agent.promql import ast as A
 from agent.promql.aggregation import Aggregator
 from agent.promql.binary import VectorMatcher, scalar_binop, vector_scalar_binop
 from agent.promql.functions import FUNCTIONS_IMPL
-from agent.promql.functions_range import BULK_RANGE_FUNCTIONS, ONE_STEP_RANGE_FUNCTIONS, BulkImpl
+from agent.promql.functions_range import (
+    BULK_RANGE_FUNCTIONS,
+    ONE_STEP_RANGE_FUNCTIONS,
+    ONE_STEP_RAW_FUNCTIONS,
+    BulkImpl,
+)
 from agent.promql.parser import parse
 from agent.promql.values import (
     CallContext,
@@ -629,6 +634,8 @@ class _Evaluator:
         start = end - rng
         data = self._select_views(vs.matchers, start, end)
         one_step = ONE_STEP_RANGE_FUNCTIONS.get(call.func)
+        if one_step is None and not any(map(itemgetter(7), data)):  # no view of rollup buckets
+            one_step = ONE_STEP_RAW_FUNCTIONS.get(call.func)
         one = one_step(rng) if one_step is not None else None
         out: Vector = []
         windows: list[Window] = []

@@ -265,24 +265,41 @@ def _regression_sums_exact(xs: list[float], ys: Sequence[float]) -> tuple[float,
 
 def _linear_regression(window: Window, intercept_time: int) -> tuple[float, float]:
     """Prometheus's linearRegression: least squares with compensated sums; x in seconds from intercept_time."""
-    lo, hi = window.lo, window.hi
-    ys = window.values[lo:hi]
+    return _regression(window.ts, window.values, window.lo, window.hi, intercept_time, None)
+
+
+_XPart = tuple[Sequence[int], list[float], float | None, float | None]  # timestamps, xs, sum of x, sum of x^2
+
+
+def _regression(ts: Sequence[int], vals: Sequence[float], lo: int, hi: int, intercept_time: int,
+                xparts: dict[tuple[int, int, int], _XPart] | None) -> tuple[float, float]:
+    """`_linear_regression` over points [lo, hi). The x values and their sums depend on the timestamps alone,
+    which the series of one scrape share: `xparts` keeps them per query (checked against the timestamps)."""
+    ys = vals[lo:hi]
     init_y = ys[0]
     if all(map(eq, ys[1:], repeat(init_y))):
         if init_y in (INF, -INF):
             return NAN, NAN
         return 0.0, init_y
-    n = float(len(ys))
-    xs = list(map(truediv, map(sub, window.ts[lo:hi], repeat(intercept_time)), repeat(1e3)))
+    count = hi - lo
+    n = float(count)
+    window_ts = ts[lo:hi]
+    key = (intercept_time, window_ts[0], count)
+    part = xparts.get(key) if xparts is not None else None
+    if part is None or part[0] != window_ts:
+        xs = list(map(truediv, map(sub, window_ts, repeat(intercept_time)), repeat(1e3)))
+        sum_x = sum_x2 = None
+        if count > _EXACT_MAX:
+            same_sign = xs[0] >= 0 or xs[-1] <= 0  # xs ascend with the timestamps
+            sum_x = _fast_sum(xs, same_sign)
+            sum_x2 = _fast_sum(list(map(mul, xs, xs)), same_sign=True)
+        part = (window_ts, xs, sum_x, sum_x2)
+        if xparts is not None:
+            xparts[key] = part
+    xs = part[1]
     fast: tuple[float | None, ...] = (None,)
-    if len(ys) > _EXACT_MAX:
-        same_sign = xs[0] >= 0 or xs[-1] <= 0  # xs ascend with the timestamps
-        fast = (
-            _fast_sum(xs, same_sign),
-            _fast_sum(ys),
-            _fast_sum(list(map(mul, xs, ys))),
-            _fast_sum(list(map(mul, xs, xs)), same_sign=True),
-        )
+    if count > _EXACT_MAX:
+        fast = (part[2], _fast_sum(ys), _fast_sum(list(map(mul, xs, ys))), part[3])
     sum_x, sum_y, sum_xy, sum_x2 = _regression_sums_exact(xs, ys) if None in fast else fast
     cov_xy = sum_xy - sum_x * sum_y / n
     var_x = sum_x2 - sum_x * sum_x / n
@@ -295,6 +312,17 @@ def _deriv(window: Window) -> float | None:
     if window.hi - window.lo < 2:
         return None
     return _linear_regression(window, window.ts[window.lo])[0]
+
+
+def _one_step_deriv(range_ms: int) -> OneStepImpl:
+    xparts: dict[tuple[int, int, int], _XPart] = {}
+
+    def deriv(ts: Sequence[int], vals: Sequence[float], lo: int, hi: int, end: int, may_drop: bool) -> float | None:
+        if hi - lo < 2:
+            return None
+        return _regression(ts, vals, lo, hi, ts[lo], xparts)[0]
+
+    return deriv
 
 
 def _selector_offset(expr: Any) -> int:
@@ -589,9 +617,26 @@ BULK_RANGE_FUNCTIONS: dict[str, BulkImpl] = {
     "delta": _bulk_rate(is_counter=False, is_rate=False),
 }
 
+def _one_step_extreme(pick: Callable[..., float]) -> OneStep:
+    def for_range(range_ms: int) -> OneStepImpl:
+        def extreme(ts: Sequence[int], vals: Sequence[float], lo: int, hi: int, end: int, may_drop: bool) -> float:
+            return _extreme(vals[lo:hi], pick)
+
+        return extreme
+
+    return for_range
+
+
 # Functions of a range vector that, at one step, need only each series' points (not its rollup columns).
 ONE_STEP_RANGE_FUNCTIONS: dict[str, OneStep] = {
     "rate": _one_step_rate(is_counter=True, is_rate=True),
     "increase": _one_step_rate(is_counter=True, is_rate=False),
     "delta": _one_step_rate(is_counter=False, is_rate=False),
+    "deriv": _one_step_deriv,
+}
+
+# The same for raw points only: over rollup buckets these read the bucket columns (see _rollup_column).
+ONE_STEP_RAW_FUNCTIONS: dict[str, OneStep] = {
+    "min_over_time": _one_step_extreme(min),
+    "max_over_time": _one_step_extreme(max),
 }

@@ -14,6 +14,7 @@ from array import array
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -203,6 +204,7 @@ async def test_the_compacted_block_stays_in_the_head_until_the_next_compaction(e
     assert chunk_reads(tsdb) == reads  # no chunk read: block 0 is still in the head
     view = tsdb.querier().select_views([eq("__name__", "m")], *window)[0]
     assert got.last_drop == view[6] and got.last_drop >= B + 70 * MIN - 15_000
+    assert view[7] < B  # no NaN: the engine skips looking for stale markers
 
     reopened = await env.open()  # after a restart the head has only what was not compacted
     assert reopened.stats()["head_samples"] == 30 * 4
@@ -214,6 +216,25 @@ async def test_the_compacted_block_stays_in_the_head_until_the_next_compaction(e
     await maintain_at(env, tsdb, B + 2 * HOUR + 3 * MIN)  # block 1 closes, block 0 leaves the head
     assert tsdb.stats()["head_samples"] == 60 * 4 + 5 * 4
     assert points(one(tsdb, "m", *window)) == in_window
+
+
+async def test_views_know_where_the_last_nan_is(env: Env) -> None:
+    tsdb = await env.open()
+    series = labels("m")
+    for i, v in enumerate([1.0, 5.0, 2.0, STALE_NAN, 3.0, 1.0]):
+        tsdb.append(series, B + i * 1000, v)
+
+    def nan_and_drop() -> tuple[int | None, int | None]:
+        view = tsdb.querier().select_views([eq("__name__", "m")], B, B + DAY)[0]
+        return view[7], view[6]
+
+    assert nan_and_drop() == (B + 3000, B + 5000)
+    await tsdb.import_batch([series], [0, 0], [B + 6000, B + 7000], [math.nan, 4.0])
+    assert nan_and_drop() == (B + 6000, B + 7000)  # a number after a NaN counts as a drop
+    tsdb.append(series, B + 500, 0.0)  # out of order: both are found again after sorting
+    assert nan_and_drop() == (B + 6000, B + 7000)
+    tsdb.append(series, B + 7000, math.nan)  # replaces the newest value
+    assert nan_and_drop() == (B + 7000, B + 7000)
 
 
 async def test_the_head_keeps_a_compacted_block_only_within_query_cache_bytes(env: Env) -> None:
@@ -236,7 +257,7 @@ async def test_views_of_the_head_never_change(env: Env) -> None:
     last = B + 70 * MIN - 15_000
     views = tsdb.querier().select_views([eq("__name__", "m")], B + 50 * MIN, last)
     assert len(views) == 1
-    _, unnamed, ts, values, lo, hi, _, rollup = views[0]
+    _, unnamed, ts, values, lo, hi, _, _, rollup = views[0]
     assert unnamed == () and rollup is None
     before = (list(ts[lo:hi]), list(values[lo:hi]))
     assert before[0][-1] == last
@@ -246,7 +267,7 @@ async def test_views_of_the_head_never_change(env: Env) -> None:
     assert points(one(tsdb, "m", last, B + 70 * MIN)) == [(last, -1.0), (last + 5_000, 6.0),
                                                           (B + 70 * MIN, 5.0)]
     assert (list(ts[lo:hi]), list(values[lo:hi])) == before
-    _, _, ts, values, lo, hi, _, _ = tsdb.querier().select_views([eq("__name__", "m")], B + 50 * MIN, last)[0]
+    _, _, ts, values, lo, hi, _, _, _ = tsdb.querier().select_views([eq("__name__", "m")], B + 50 * MIN, last)[0]
     before = (list(ts[lo:hi]), list(values[lo:hi]))
     await maintain_at(env, tsdb, B + 2 * HOUR + 3 * MIN)  # compacts and drops points from the head
     assert tsdb.stats()["head_samples"] == 10 * 4 + 2  # block 1 kept; block 0 left the head
@@ -707,3 +728,77 @@ async def test_maintenance_is_idempotent(env: Env) -> None:
         await maintain_at(env, tsdb, B + 2 * HOUR + 3 * MIN)
     assert tsdb.stats()["compactions_total"] == 1
     assert points(one(tsdb, "m")) == [(B + i * MIN, float(i)) for i in range(100)]
+
+
+# --- the engine over the TSDB ---------------------------------------------------------------------
+
+EQUIVALENCE_QUERIES = [
+    "g", "c", "sum by (k) (g)", "rate(c[5m])", "increase(c[10m])", "delta(g[5m])", "irate(c[5m])",
+    "deriv(g[10m])", "predict_linear(g[15m], 600)", "max_over_time(g[15m])", "min_over_time(g[15m])",
+    "avg_over_time(g[5m])", "sum_over_time(g[5m])", "count_over_time(g[5m])", "changes(g[10m])",
+    "resets(c[15m])", "last_over_time(g[5m])", "stddev_over_time(g[10m])", "quantile_over_time(0.9, g[10m])",
+    "sum(rate(c[5m] offset 10m))", "max_over_time(g[15m]) == min_over_time(g[15m])", "absent_over_time(g[1m])",
+]
+
+
+def _equivalence_samples() -> list[tuple[Labels, int, float]]:
+    """Gauges that go up and down, counters with resets, stale markers, a series that stops and one that
+    starts late, 15 s apart over 2.5 hours."""
+    rng = random.Random(7)
+    out = []
+    for k in range(4):
+        g, c = labels("g", k=str(k)), labels("c", k=str(k))
+        total = 0.0
+        for i in range(600):
+            t = B + i * 15_000
+            if k == 3 and i < 200:
+                continue  # starts late
+            if k == 2 and i > 450:
+                continue  # stops
+            value = STALE_NAN if (k == 1 and i % 97 == 5) else round(rng.uniform(0, 100), 1)
+            if k == 0 and i % 50 < 5:
+                value = 42.0  # flat stretches
+            out.append((g, t, value))
+            total = 0.0 if i % 133 == 7 else total + rng.uniform(0, 10)
+            out.append((c, t, STALE_NAN if (k == 2 and i == 300) else round(total, 2)))
+    return out
+
+
+async def test_the_engine_answers_the_same_over_the_tsdb_as_over_memory(env: Env) -> None:
+    """Instant queries over the head's views (with the compacted block kept, and after a restart joined with
+    its chunks) agree with the engine over plain lists, including stale markers, resets and flat gauges."""
+    from agent.promql.engine import Engine
+    from agent.promql.memory import MemoryQueryable
+
+    memory = MemoryQueryable()
+    samples = _equivalence_samples()
+    for series, t, v in samples:
+        memory.add(series, t, v)
+    tsdb = await env.open()
+    engine = Engine()
+
+    def answers(queryable: Any, t: int) -> list[str]:
+        out = []
+        for query in EQUIVALENCE_QUERIES:
+            result = engine.instant_query(queryable, query, t)
+            out.append(f"{query} @ {t}: " + repr(sorted((s.labels, bits(s.v)) for s in result)))
+        return out
+
+    checked = 0
+    for minute in range(0, 150, 1):
+        now = B + minute * MIN
+        for series, t, v in samples:
+            if now - MIN < t <= now:
+                tsdb.append(series, t, v)
+        if minute % 5 == 4:
+            await maintain_at(env, tsdb, now)
+        if minute >= 20 and minute % 3 == 0:
+            for t in (now, now - 7_000):
+                assert answers(tsdb.querier(), t) == answers(memory, t)
+                checked += 1
+    assert tsdb.stats()["compactions_total"] == 2
+    await tsdb.flush()
+    reopened = await env.open()
+    for t in (B + 65 * MIN, B + 121 * MIN, B + 149 * MIN):
+        assert answers(reopened.querier(), t) == answers(memory, t)
+    assert checked > 80

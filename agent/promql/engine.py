@@ -420,7 +420,7 @@ class _Evaluator:
         window the views cover, unless it is a stale marker."""
         q = self.q
         out: Vector = []
-        for n, (labels, _, ts, values, _, hi, _, _) in enumerate(data):
+        for n, (labels, _, ts, values, _, hi, _, _, _) in enumerate(data):
             if not n & 63:
                 q.check_deadline()
             v = values[hi - 1]
@@ -634,17 +634,17 @@ class _Evaluator:
         start = end - rng
         data = self._select_views(vs.matchers, start, end)
         one_step = ONE_STEP_RANGE_FUNCTIONS.get(call.func)
-        if one_step is None and not any(map(itemgetter(7), data)):  # no view of rollup buckets
+        if one_step is None and not any(map(itemgetter(8), data)):  # no view of rollup buckets
             one_step = ONE_STEP_RAW_FUNCTIONS.get(call.func)
         one = one_step(rng) if one_step is not None else None
         out: Vector = []
         windows: list[Window] = []
         points = 0
-        for n, (labels, unnamed, ts, vals, lo, hi, drop, source) in enumerate(data):
+        for n, (labels, unnamed, ts, vals, lo, hi, drop, nan, source) in enumerate(data):
             if not n & 63:
                 q.check_deadline()
-            if (drop is None or drop >= ts[lo]) and any(map(isnan, vals[lo:hi])):  # stale markers are no samples
-                rs = _without_stale(series_of_view((labels, unnamed, ts, vals, lo, hi, drop, source)))
+            if (nan is None or nan >= ts[lo]) and any(map(isnan, vals[lo:hi])):  # stale markers are no samples
+                rs = _without_stale(series_of_view((labels, unnamed, ts, vals, lo, hi, drop, nan, source)))
                 ts, vals, lo, hi, drop, source = rs.ts, rs.values, 0, len(rs.ts), None, rs.source
                 if not hi:
                     continue

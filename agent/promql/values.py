@@ -72,18 +72,21 @@ class SeriesData:
     stale markers and resets among the points after it."""
 
 
-SeriesView = tuple[Labels, Labels, Sequence[int], Sequence[float], int, int, int | None, SeriesData | None]
+SeriesView = tuple[Labels, Labels, Sequence[int], Sequence[float], int, int, int | None, int | None,
+                   SeriesData | None]
 """One series' samples in [mint, maxt] without copying them: (labels, the labels without `__name__`, ts,
-values, lo, hi, last_drop, rollup). The samples are ts[lo:hi] and values[lo:hi] (lo < hi) of arrays that
-may hold more on either side, and nothing changes those positions while the view is held. `last_drop` is
-SeriesData's. `rollup` is the SeriesData itself when its points come from a rollup tier (then lo is 0 and
-hi its length), else None."""
+values, lo, hi, last_drop, last_nan, rollup). The samples are ts[lo:hi] and values[lo:hi] (lo < hi) of
+arrays that may hold more on either side, and nothing changes those positions while the view is held.
+`last_drop` is SeriesData's; `last_nan` the same for NaN points alone (a time at or after the last NaN;
+None: unknown). `rollup` is the SeriesData itself when its points come from a rollup tier (then lo is 0
+and hi its length), else None."""
 
 
 def views_of(data: Sequence[SeriesData]) -> list[SeriesView]:
     """`select`'s answer as views (storage without a cheaper way to make them)."""
     return [
-        (s.labels, drop_name(s.labels), s.ts, s.values, 0, len(s.ts), s.last_drop, s if s.count is not None else None)
+        (s.labels, drop_name(s.labels), s.ts, s.values, 0, len(s.ts), s.last_drop, s.last_drop,
+         s if s.count is not None else None)
         for s in data
         if len(s.ts)
     ]
@@ -91,7 +94,7 @@ def views_of(data: Sequence[SeriesData]) -> list[SeriesView]:
 
 def series_of_view(view: SeriesView) -> SeriesData:
     """A view's samples as a SeriesData of their own (copies: the view's arrays may grow)."""
-    labels, _, ts, values, lo, hi, last_drop, rollup = view
+    labels, _, ts, values, lo, hi, last_drop, _, rollup = view
     if rollup is not None:
         return rollup
     return SeriesData(labels, ts[lo:hi], values[lo:hi], None, None, None, None, last_drop)

@@ -629,7 +629,7 @@ class TSDB:
                     series = join_newest(labels[sid], newest[sid], head_range(sid, lo_t, maxt), mint, maxt)
                     if series is not None:
                         joined.append((series.labels, unnamed[sid], series.ts, series.values, 0, len(series.ts),
-                                       series.last_drop, None))
+                                       series.last_drop, series.last_drop, None))
                 return joined
             heads = self._head.series
             out: list[SeriesView] = []
@@ -652,7 +652,7 @@ class TSDB:
                     guess = n - 1 - (last_t - lo_t) * (n - 1) // (last_t - first_t) if last_t > lo_t else n
                     lo = guess if 0 < guess < hi and ts[guess] >= lo_t > ts[guess - 1] else bisect_left(ts, lo_t, 0, hi)
                 if lo < hi:
-                    out.append((labels[sid], unnamed[sid], ts, series.values, lo, hi, series.drop, None))
+                    out.append((labels[sid], unnamed[sid], ts, series.values, lo, hi, series.drop, series.nan, None))
             return out
 
     def _matching(self, matcher_sets: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[int]:

@@ -14,6 +14,7 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Container, Sequence
+from math import isnan
 from operator import ge
 
 SEGMENT_FORMAT = 1
@@ -65,8 +66,17 @@ def last_drop(ts: Sequence[int], values: Sequence[float], start: int = 0) -> int
     return NO_DROP
 
 
+def last_nan(ts: Sequence[int], values: Sequence[float], start: int = 0) -> int:
+    """The timestamp of the last NaN point from index `start` on, or NO_DROP."""
+    if any(map(isnan, values[start:])):
+        for i in range(len(values) - 1, start - 1, -1):
+            if values[i] != values[i]:
+                return ts[i]
+    return NO_DROP
+
+
 class SeriesHead:
-    __slots__ = ("drop", "ordered", "ts", "values")
+    __slots__ = ("drop", "nan", "ordered", "ts", "values")
 
     def __init__(self) -> None:
         self.ts = array("q")
@@ -76,6 +86,9 @@ class SeriesHead:
         """The timestamp of the newest point that is NaN or not >= the point before it (NO_DROP: none), or
         later. The points after it are numbers that never go down: the engine skips looking for NaNs
         (stale markers) and counter resets there."""
+        self.nan = NO_DROP
+        """The timestamp of the newest NaN point (NO_DROP: none), or later: a gauge's points go down all the
+        time, but only a window reaching this far back can hold a stale marker."""
 
     def append(self, t: int, value: float) -> int:
         """Returns 1 if the series grew, 0 if it replaced the value at its last timestamp."""
@@ -87,14 +100,18 @@ class SeriesHead:
                     # A new array rather than values[-1] = value: readers may hold this one (see Head).
                     values = self.values = self.values[:-1]
                     values.append(value)
-                    if value != value or (len(values) > 1 and not value >= values[-2]):
+                    if value != value:
+                        self.drop = self.nan = t
+                    elif len(values) > 1 and not value >= values[-2]:
                         self.drop = t
                     return 0
                 self.ordered = False
             elif not value >= self.values[-1]:
                 self.drop = t
+                if value != value:
+                    self.nan = t
         elif value != value:
-            self.drop = t
+            self.drop = self.nan = t
         ts.append(t)
         self.values.append(value)
         return 1
@@ -112,12 +129,16 @@ class SeriesHead:
             drop = last_drop(self.ts, self.values, old)
             if drop != NO_DROP:
                 self.drop = drop
+                nan = last_nan(self.ts, self.values, old)
+                if nan != NO_DROP:
+                    self.nan = nan
 
     def settle(self) -> None:
         if not self.ordered:
             self.ts, self.values = sort_points(self.ts, self.values)
             self.ordered = True
             self.drop = last_drop(self.ts, self.values)
+            self.nan = last_nan(self.ts, self.values)
 
 
 class Head:

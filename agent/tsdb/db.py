@@ -46,7 +46,7 @@ from agent.selfmetrics import SelfMetrics
 from agent.store import Store
 from agent.tsdb import sql
 from agent.tsdb.compact import ChunkRow, compaction_rows, day_rollup_rows, floor_to
-from agent.tsdb.head import Head, Pending, decode_segment, encode_segment, sort_points
+from agent.tsdb.head import Head, Pending, SeriesHead, decode_segment, encode_segment, sort_points
 from agent.tsdb.index import SeriesIndex
 from agent.tsdb.querier import ChunkReader, HeadView, Querier, join_newest
 from agent.tsdb.rollup import BLOCK_1H_MS, BLOCK_1M_MS, DAY_MS, HOUR_MS, TIER_1H, TIER_1M, TIER_RAW
@@ -60,6 +60,7 @@ LATE_SAMPLES_COMPACT = 500_000  # an import leaving this many samples in closed 
 Segment = tuple[int, int, int, bytes]  # min_t, max_t, samples, data
 _IMPORT_INLINE = 20_000  # bigger import batches are prepared in a worker thread
 _ROLLUP_ROWS_PER_WRITE = 200
+_IN_HEAD_MAX = 2048
 
 
 class TSDBError(Exception):
@@ -145,6 +146,9 @@ class TSDB:
         self._pending = Pending()
         self._unsaved: set[int] = set()  # series whose row is not in the database yet
         self._span: dict[int, list[int]] = {}  # series -> [oldest, newest] sample time (bounds)
+        self._in_head: dict[tuple[Matcher, ...], tuple[int, int, list[tuple[Labels, Labels, SeriesHead]]]] = {}
+        """Matchers -> the matching series in the head, in label order, for the index generation and head
+        membership it was made for (see `head_select`)."""
         self._wm = Watermarks(NO_TIME, NO_TIME, NO_TIME, NO_TIME, NO_TIME)
         self._accept_from = NO_TIME
         self._late = 0  # samples imported into closed blocks since the last compaction
@@ -631,12 +635,8 @@ class TSDB:
                         joined.append((series.labels, unnamed[sid], series.ts, series.values, 0, len(series.ts),
                                        series.last_drop, series.last_drop, None))
                 return joined
-            heads = self._head.series
             out: list[SeriesView] = []
-            for sid in self._index.match_ordered(matchers, order):
-                series = heads.get(sid)
-                if series is None:
-                    continue
+            for series_labels, series_unnamed, series in self._head_members(matchers, order):
                 if not series.ordered:
                     self._head._settle(series)
                 ts = series.ts
@@ -652,8 +652,26 @@ class TSDB:
                     guess = n - 1 - (last_t - lo_t) * (n - 1) // (last_t - first_t) if last_t > lo_t else n
                     lo = guess if 0 < guess < hi and ts[guess] >= lo_t > ts[guess - 1] else bisect_left(ts, lo_t, 0, hi)
                 if lo < hi:
-                    out.append((labels[sid], unnamed[sid], ts, series.values, lo, hi, series.drop, series.nan, None))
+                    out.append((series_labels, series_unnamed, ts, series.values, lo, hi, series.drop, series.nan,
+                                None))
             return out
+
+    def _head_members(self, matchers: Sequence[Matcher], order: Callable[[list[int], Mapping[int, Labels]], list[int]]
+                      ) -> list[tuple[Labels, Labels, SeriesHead]]:
+        """(labels, labels without `__name__`, head) of the matching series the head has, in `order`; kept until
+        a series comes or goes, in the index or the head (the lock is held)."""
+        key = tuple(matchers)
+        index, head = self._index, self._head
+        kept = self._in_head.get(key)
+        if kept is not None and kept[0] == index.generation and kept[1] == head.members:
+            return kept[2]
+        heads, labels, unnamed = head.series, index.labels, index.unnamed
+        members = [(labels[sid], unnamed[sid], heads[sid]) for sid in index.match_ordered(matchers, order)
+                   if sid in heads]
+        if len(self._in_head) >= _IN_HEAD_MAX:
+            self._in_head = {}
+        self._in_head[key] = (index.generation, head.members, members)
+        return members
 
     def _matching(self, matcher_sets: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[int]:
         if matcher_sets:

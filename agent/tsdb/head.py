@@ -153,6 +153,8 @@ class Head:
         self.samples = 0
         self.version = 0
         """Grows with every change of the points: the querier's cache of recent selects is keyed by it."""
+        self.members = 0
+        """Grows whenever a series comes into the head or leaves it."""
         self.compactions = 0
         """Grows with every `drop_before` (a compaction): the querier's copy of the newest compacted block
         is keyed by it."""
@@ -161,6 +163,7 @@ class Head:
         series = self.series.get(sid)
         if series is None:
             series = self.series[sid] = SeriesHead()
+            self.members += 1
         self.samples += series.append(t, value)
         self.version += 1
 
@@ -169,6 +172,7 @@ class Head:
         series = self.series.get(sid)
         if series is None:
             series = self.series[sid] = SeriesHead()
+            self.members += 1
         series.extend(ts, values)
         if not series.ordered:
             before = len(series.ts)
@@ -228,6 +232,7 @@ class Head:
                 self.samples -= cut
             if not series.ts:
                 del self.series[sid]
+                self.members += 1
 
     def from_time(self, limit: int) -> tuple[array, array, array]:
         """(series ids, ts, values) of every point at or after `limit`: a checkpoint segment."""

@@ -34,6 +34,8 @@ class SeriesIndex:
         self._ordered: dict[tuple[Matcher, ...], list[int]] = {}
         """Matchers -> `match` in label order (see `match_ordered`); emptied whenever a series comes or goes."""
         self.next_id = 1
+        self.generation = 0
+        """Grows whenever a series comes or goes."""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -60,6 +62,7 @@ class SeriesIndex:
             self.remove(existing)
         self.next_id = max(self.next_id, sid + 1)
         self._ordered = {}
+        self.generation += 1
         self.ids[key] = sid
         self.labels[sid] = key
         self.unnamed[sid] = drop_name(key)
@@ -74,6 +77,7 @@ class SeriesIndex:
         if key is None:
             return
         del self.unnamed[sid]
+        self.generation += 1
         self._ordered = {}
         del self.ids[key]
         for alias in [a for a, s in self._aliases.items() if s == sid]:

@@ -354,15 +354,18 @@ class _Overlay:
         return {labels: v for labels, v in self._candidates(matchers).items() if labels_match(labels, matchers)}
 
     def select_views(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesView]:
-        if self._extra(matchers, mint, maxt):
-            return views_of(self.select(matchers, mint, maxt))
+        extra = self._extra(matchers, mint, maxt)
+        if extra:
+            return views_of(self._merged(self.base.select(matchers, mint, maxt), extra))
         return self.base.select_views(matchers, mint, maxt)
 
     def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesData]:
         data = self.base.select(matchers, mint, maxt)
         extra = self._extra(matchers, mint, maxt)
-        if not extra:
-            return data
+        return self._merged(data, extra) if extra else data
+
+    def _merged(self, data: list[SeriesData], extra: dict[Labels, float]) -> list[SeriesData]:
+        """The stored series with this evaluation's samples (`extra`, consumed) added, in label order."""
         out: list[SeriesData] = []
         for series in data:
             v = extra.pop(series.labels, None)

@@ -32,15 +32,16 @@ minute on the 2-core dev machine. The rule file it writes passes `promtool check
    alert manager does. Those two steps are the timed cycle. `flush()` and `maintain()` run every 4
    cycles (a simulated minute), untimed, as the daemon's jobs do: two minutes after the boundary the
    finished block is compacted into chunks, so for the next three minutes the 5-minute windows reach
-   into chunks (SQLite reads) and the first cycle after it decodes them (cold cache); after that the
-   5-minute windows are served from the in-memory head alone, and the 1-hour windows of
-   `predict_linear` always span both. A daemon lives through this once an hour, and so does the run.
+   into that block (the head keeps it until the next compaction: were it dropped, these cycles would
+   read and decode chunks), and the 1-hour windows of `predict_linear` always do. A daemon lives
+   through this once an hour, and so does the run.
    The garbage collector is set up as the daemon sets it up once started (setup frozen, young objects
    collected every 10 000 allocations). The first `--warmup` cycles are reported apart and left out
    of the percentiles.
 
 Output: `cycle_ms` (evaluation + write-back of all rules: p50, p95, max, mean) over the timed cycles,
-and apart for the cycles whose 5-minute windows are in the head alone and those reaching into chunks;
+and apart for the cycles whose 5-minute windows are in the open block and those reaching into the
+compacted one;
 `evaluate_ms` and `write_back_ms`; `cycle_cpu_ms` (the thread's CPU time per cycle: on a busy machine
 it shows what the evaluation itself costs); the slowest cycles and rules; rules, groups, series,
 alerts pending and firing at the end, samples written back per cycle, rule errors (must be 0), and

@@ -257,7 +257,10 @@ class Daemon:
             notifier.start()
             scheduler.every("notify.tick", 1.0, notifier.tick)
             scheduler.every("notify.prune", 60.0, notifier.prune, first_in=60.0)
-            history.record_self()
+            try:
+                history.record_self()
+            except Exception:  # as the scheduled job would: a metric that cannot be read must not stop the start
+                log.exception("self_metrics_failed")
             rules.start()
             await rules.configure(loaded.rule_groups)
             scheduler.every("vigil.keys_last_used", 60, keys.flush_last_used)

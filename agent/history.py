@@ -57,7 +57,8 @@ class HistoryCollector:
     def collect(self) -> Iterator[Metric]:
         stats = self.tsdb.stats()
         yield GaugeMetricFamily("vigil_tsdb_series", "Series in the metrics history.", value=stats["series"])
-        yield GaugeMetricFamily("vigil_tsdb_head_samples", "Samples held in memory (not yet in chunks).",
+        yield GaugeMetricFamily("vigil_tsdb_head_samples",
+                                "Samples held in memory: not yet in chunks, and the hour compacted last.",
                                 value=stats["head_samples"])
         yield GaugeMetricFamily("vigil_tsdb_disk_bytes", "Size of the database file and its WAL.",
                                 value=stats["disk_bytes"])

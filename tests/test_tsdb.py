@@ -237,6 +237,27 @@ async def test_views_know_where_the_last_nan_is(env: Env) -> None:
     assert nan_and_drop() == (B + 7000, B + 7000)
 
 
+async def test_an_import_while_the_clock_is_set_back_is_compacted(env: Env) -> None:
+    """With the clock set back before compacted_until, a compaction's target is earlier than the blocks already
+    compacted; samples imported between the two still reach the chunks."""
+    env.clock.ms = B + 2 * HOUR + 10 * MIN
+    tsdb = await env.open()
+    for i in range(0, 60 * MIN, 15_000):
+        tsdb.append(labels("a"), B + 2 * HOUR + i, 1.0)
+    await maintain_at(env, tsdb, B + 3 * HOUR + 3 * MIN)  # compacted until 3h, [2h, 3h) kept in the head
+    env.clock.ms = B + 2 * HOUR + 30 * MIN  # set back 33 minutes
+    await tsdb.import_batch([labels("m")], [0, 0], [B + 90 * MIN, B + 150 * MIN], [1.0, 2.0])
+    want = [(B + 90 * MIN, 1.0), (B + 150 * MIN, 2.0)]
+    await tsdb.maintain()  # target 2h
+    assert points(one(tsdb, "m")) == want
+    env.clock.ms = B + 3 * HOUR + 5 * MIN
+    tsdb.append(labels("a"), B + 3 * HOUR + 5 * MIN, 1.0)
+    await maintain_at(env, tsdb, B + 4 * HOUR + 3 * MIN)
+    assert points(one(tsdb, "m")) == want
+    await tsdb.flush()
+    assert points(one(await env.open(), "m")) == want
+
+
 async def test_the_head_keeps_a_compacted_block_only_within_query_cache_bytes(env: Env) -> None:
     tsdb = await env.open(TSDBOptions(query_cache_bytes=16 * 100))
     for i in range(0, 90 * 60_000, 15_000):

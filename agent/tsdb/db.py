@@ -146,9 +146,10 @@ class TSDB:
         self._pending = Pending()
         self._unsaved: set[int] = set()  # series whose row is not in the database yet
         self._span: dict[int, list[int]] = {}  # series -> [oldest, newest] sample time (bounds)
-        self._in_head: dict[tuple[Matcher, ...], tuple[int, int, list[tuple[Labels, Labels, SeriesHead]]]] = {}
-        """Matchers -> the matching series in the head, in label order, for the index generation and head
-        membership it was made for (see `head_select`)."""
+        self._in_head: dict[tuple[Matcher, ...], list[tuple[Labels, Labels, SeriesHead]]] = {}
+        """Matchers -> the matching series in the head, in label order (see `head_select`), for the index
+        generation and head membership in `_in_head_for`."""
+        self._in_head_for = (-1, -1)
         self._wm = Watermarks(NO_TIME, NO_TIME, NO_TIME, NO_TIME, NO_TIME)
         self._accept_from = NO_TIME
         self._late = 0  # samples imported into closed blocks since the last compaction
@@ -432,7 +433,8 @@ class TSDB:
             wm = replace(self._wm)
             rows = self._series_rows()
             taken = self._pending.take() if snapshot else Pending()
-            remaining = self._head.from_time(target) if snapshot else None
+            # What the chunks do not have afterwards: the clock may have been set back before compacted_until.
+            remaining = self._head.from_time(max(target, self._wm.compacted_until)) if snapshot else None
             last_segment = self._last_segment
         try:
             chunks: list[ChunkRow] = []
@@ -662,15 +664,19 @@ class TSDB:
         a series comes or goes, in the index or the head (the lock is held)."""
         key = tuple(matchers)
         index, head = self._index, self._head
+        made_for = (index.generation, head.members)
+        if made_for != self._in_head_for:  # all of them are out of date: none is kept
+            self._in_head = {}
+            self._in_head_for = made_for
         kept = self._in_head.get(key)
-        if kept is not None and kept[0] == index.generation and kept[1] == head.members:
-            return kept[2]
+        if kept is not None:
+            return kept
         heads, labels, unnamed = head.series, index.labels, index.unnamed
         members = [(labels[sid], unnamed[sid], heads[sid]) for sid in index.match_ordered(matchers, order)
                    if sid in heads]
         if len(self._in_head) >= _IN_HEAD_MAX:
             self._in_head = {}
-        self._in_head[key] = (index.generation, head.members, members)
+        self._in_head[key] = members
         return members
 
     def _matching(self, matcher_sets: Sequence[Sequence[Matcher]], mint: int, maxt: int) -> list[int]:

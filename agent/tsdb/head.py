@@ -206,17 +206,22 @@ class Head:
         return ts[lo:hi], series.values[lo:hi], series.drop
 
     def before(self, limit: int, since: int, whole: Container[int]) -> dict[int, tuple[array, array]]:
-        """Copies of the points older than `limit` that a compaction writes out: those from `since` on (older
-        ones are in chunks already), and all of them for the series in `whole` (imported into older blocks)."""
+        """Copies of the points a compaction writes out: those in [since, limit) (older ones are in chunks
+        already), and for the series in `whole` (imported into compacted blocks) every one before `limit` or
+        `since`, whichever is later (a clock set back can put `limit` before `since`)."""
         out = {}
         for sid, series in self.series.items():
             self._settle(series)  # first: the oldest point of an unsorted series need not be ts[0]
-            if series.ts and series.ts[0] < limit:
-                ts = series.ts
+            ts = series.ts
+            if sid in whole:
+                start, cut = 0, bisect_left(ts, max(limit, since))
+            elif ts and ts[0] < limit:
                 cut = bisect_left(ts, limit)
-                start = 0 if sid in whole else bisect_left(ts, since, 0, cut)
-                if start < cut:
-                    out[sid] = (ts[start:cut], series.values[start:cut])
+                start = bisect_left(ts, since, 0, cut)
+            else:
+                continue
+            if start < cut:
+                out[sid] = (ts[start:cut], series.values[start:cut])
         return out
 
     def drop_before(self, limit: int) -> None:

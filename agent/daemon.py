@@ -52,6 +52,7 @@ from agent.hostview import HostView
 from agent.logbook.book import LogBook
 from agent.notify.dispatcher import Dispatcher
 from agent.notify.outbox import Outbox
+from agent.notify.snapshots import MetricsSnapshots
 from agent.processes import ProcessTable
 from agent.scheduler import Scheduler
 from agent.sdnotify import Notifier, watchdog_interval
@@ -106,6 +107,7 @@ class Daemon:
         self._watcher: ConfigWatcher | None = None
         self._manager: ConfigManager | None = None
         self._history: History | None = None
+        self._snapshots: MetricsSnapshots | None = None
         self._logbook: LogBook | None = None
 
     async def run(self) -> int:
@@ -255,6 +257,8 @@ class Daemon:
             await checks.configure(config.checks)
             await notifier.configure(config.notifications)
             notifier.start()
+            self._snapshots = MetricsSnapshots(bus, history.queries, hostname)
+            self._schedule_snapshots(scheduler, config)
             scheduler.every("notify.tick", 1.0, notifier.tick)
             scheduler.every("notify.prune", 60.0, notifier.prune, first_in=60.0)
             try:
@@ -363,8 +367,21 @@ class Daemon:
                 await svc.rules.configure(new_loaded.rule_groups, new.alerting)
         if svc.notifier is not None and new.notifications != old.notifications:
             await svc.notifier.configure(new.notifications)
+        if (new.notifications.metrics, new.history.views) != (old.notifications.metrics, old.history.views):
+            self._schedule_snapshots(svc.scheduler, new)
         if (new.include, new.reload, new.alerting.rule_files) != (old.include, old.reload, old.alerting.rule_files):
             await self._restart_watcher(new)
+
+    def _schedule_snapshots(self, scheduler: Scheduler, config: Config) -> None:
+        snapshots = self._snapshots
+        if snapshots is None:
+            return
+        snapshots.configure(config.notifications.metrics, config.history.views)
+        interval = config.notifications.metrics.interval
+        if interval:
+            scheduler.every("notify.metrics", interval, snapshots.publish)
+        else:
+            scheduler.remove("notify.metrics")
 
     async def _restart_watcher(self, config: Config) -> None:
         manager = self._manager

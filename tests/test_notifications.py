@@ -382,3 +382,54 @@ async def _until_async(check: Any, what: str, within: float = 15) -> None:
     while not await check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.1)
+
+
+async def test_mqtt_metrics_snapshots_with_a_real_mosquitto(make_vigil: Any, tmp_path: Path) -> None:
+    """`notifications.metrics`: the history views' current values on `…/metrics` every interval."""
+    from tests.notify.test_mqtt import Broker
+
+    broker = Broker(tmp_path, extra="allow_anonymous true\n")
+    await broker.start()
+    seen: list[tuple[str, bytes]] = []
+    try:
+        receiver = {"name": "mq", "type": "mqtt", "host": "127.0.0.1", "port": broker.port, "timeout": "2s",
+                    "topic_prefix": "vigil/snap"}
+        v = make_vigil({
+            "history": {"views": {"answer": {"expr": "vector(42)", "unit": "things"},
+                                  "build": {"expr": "vigil_build_info"},
+                                  "left_out": {"expr": "vector(1)"}}},
+            "notifications": {"receivers": [receiver], "events": [],
+                              "metrics": {"interval": "1s", "views": ["answer", "build"]}},
+        })
+        await asyncio.to_thread(v.start)
+        def snapshots() -> list[dict[str, Any]]:
+            return [json.loads(p) for t, p in seen if t == "vigil/snap/metrics"]
+
+        def built() -> bool:  # vigil_build_info is in the history once Vigil's own metrics are recorded
+            return len(snapshots()) >= 2 and any(s["data"]["metrics"]["build"]["values"] for s in snapshots())
+
+        async with persistent_watch(broker.port, seen):
+            await _until(built, "two snapshots, one with vigil_build_info")
+        first, second = snapshots()[:2]
+        assert first["type"] == "metrics" and set(first["data"]["metrics"]) == {"answer", "build"}
+        assert first["data"]["metrics"]["answer"] == {"unit": "things", "values": [{"labels": {}, "value": 42.0}]}
+        assert first["data"]["hostname"] and second["data"]["at"] > first["data"]["at"]
+        build = next(s for s in snapshots() if s["data"]["metrics"]["build"]["values"])["data"]["metrics"]["build"]
+        assert "version" in build["values"][0]["labels"] and "__name__" not in build["values"][0]["labels"]
+        # `events: []`: nothing else on …/events but the greeting a receiver gets when configured
+        assert {json.loads(p)["type"] for t, p in seen if t == "vigil/snap/events"} <= {"agent_online"}
+    finally:
+        await broker.stop()
+
+
+def test_metrics_snapshot_of_an_unknown_view_is_a_config_error(make_vigil: Any) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    v = make_vigil({"notifications": {"metrics": {"interval": "10s", "views": ["cpu_usage_percent", "nope"]}}})
+    out = subprocess.run([sys.executable, "-m", "agent", "check-config", "--config", str(v.config_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "history.views does not define: nope" in out.stdout + out.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from agent.alerting.config import AlertingConfig, MaintenanceConfig
 from agent.checks import REGISTRY as CHECK_TYPES
@@ -389,6 +389,17 @@ class Config(Section):
     def _checks(cls, checks: list[CheckConfigBase]) -> list[CheckConfigBase]:
         _check_relations(checks)
         return checks
+
+    @field_validator("notifications")
+    @classmethod
+    def _snapshot_views(cls, notifications: NotificationsConfig, info: ValidationInfo) -> NotificationsConfig:
+        history = info.data.get("history")
+        if history is not None:
+            unknown = [name for name in notifications.metrics.views if name not in history.views]
+            if unknown:
+                raise ValueError(f"metrics.views names views that history.views does not define: "
+                                 f"{', '.join(unknown)} (defined: {', '.join(sorted(history.views)) or 'none'})")
+        return notifications
 
     @field_validator("units")
     @classmethod

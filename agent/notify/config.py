@@ -1,4 +1,5 @@
-"""`notifications:` — receivers, the routing tree, flap damping, the outbox's limits, forwarded events."""
+"""`notifications:` — receivers, the routing tree, flap damping, the outbox's limits, forwarded events,
+metrics snapshots."""
 
 from __future__ import annotations
 
@@ -27,6 +28,17 @@ class FlapDampingConfig(Section):
     max: Duration = Field(3600.0, ge=0, description="the delay never grows past this")
 
 
+class MetricsSnapshotConfig(Section):
+    """Snapshots of the history views' current values, sent as `metrics` events (MQTT `…/metrics`)."""
+
+    interval: Duration | None = Field(
+        None, ge=1, description="send a snapshot this often to the receivers that take events; off when unset",
+    )
+    views: list[str] = Field(
+        default_factory=list, description="names of history.views in each snapshot; all of them when empty",
+    )
+
+
 class NotificationsConfig(Section):
     receivers: list[ReceiverUnion] = Field(default_factory=list, description="where notifications go (agent/notify)")
     route: RootRouteConfig | None = Field(
@@ -38,6 +50,11 @@ class NotificationsConfig(Section):
         default_factory=lambda: list(DEFAULT_EVENTS),
         description="event types sent to receivers that take events (MQTT `…/events`)",
     )
+    metrics: MetricsSnapshotConfig = Field(default_factory=MetricsSnapshotConfig)
+
+    def forwarded_events(self) -> set[str]:
+        """The event types receivers get: `events`, and `metrics` while snapshots are on."""
+        return set(self.events) | ({"metrics"} if self.metrics.interval else set())
 
     @field_validator("receivers")
     @classmethod

@@ -101,7 +101,7 @@ class Dispatcher:
     async def configure(self, config: NotificationsConfig) -> None:
         """New receivers and routes; groups of routes that still exist keep their state."""
         old_receivers = {r.name: r for r in self.config.receivers} if self.tree is not None else {}
-        events_changed = set(self.config.events) != set(config.events)
+        events_changed = self.config.forwarded_events() != config.forwarded_events()
         self.config = config
         if events_changed and self._events_task is not None:
             # The bus filters by the types subscribed to: a new list needs a new subscription.
@@ -384,14 +384,14 @@ class Dispatcher:
         return ids[0]
 
     async def _forward_events(self) -> None:
-        with self.bus.subscribe(set(self.config.events) or None) as sub:
+        with self.bus.subscribe(self.config.forwarded_events() or None) as sub:
             while True:
                 event = await sub.get()
                 await self._forward(event)
 
     async def _forward(self, event: Event) -> None:
         targets = [name for name, r in self.receivers.items() if r.accepts_events]
-        if not targets or event.type not in self.config.events:
+        if not targets or event.type not in self.config.forwarded_events():
             return
         body = event.as_dict()
         try:

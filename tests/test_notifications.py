@@ -433,3 +433,36 @@ def test_metrics_snapshot_of_an_unknown_view_is_a_config_error(make_vigil: Any) 
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "history.views does not define: nope" in out.stdout + out.stderr
+
+
+async def test_metrics_snapshots_stop_and_start_with_a_reload(make_vigil: Any, tmp_path: Path) -> None:
+    import yaml
+
+    from tests.notify.test_mqtt import Broker
+
+    broker = Broker(tmp_path, extra="allow_anonymous true\n")
+    await broker.start()
+    seen: list[tuple[str, bytes]] = []
+    try:
+        receiver = {"name": "mq", "type": "mqtt", "host": "127.0.0.1", "port": broker.port, "timeout": "2s",
+                    "topic_prefix": "vigil/snap"}
+        snapshots = {"interval": "1s", "views": ["answer"]}
+        v = make_vigil({"history": {"views": {"answer": {"expr": "vector(42)"}}},
+                        "notifications": {"receivers": [receiver], "events": [], "metrics": snapshots}})
+        await asyncio.to_thread(v.start)
+
+        def jobs() -> int:
+            return int(v.get("/api/v1/health").json()["data"]["components"]["scheduler"]["jobs"])
+
+        with_snapshots = await asyncio.to_thread(jobs)
+        doc = yaml.safe_load(v.config_path.read_text())
+        del doc["notifications"]["metrics"]
+        await asyncio.to_thread(v.write_config, doc)
+        await asyncio.to_thread(wait_for, lambda: jobs() == with_snapshots - 1, 15, "the snapshot job to stop")
+        doc["notifications"]["metrics"] = snapshots
+        await asyncio.to_thread(v.write_config, doc)
+        await asyncio.to_thread(wait_for, lambda: jobs() == with_snapshots, 15, "the snapshot job to start again")
+        async with persistent_watch(broker.port, seen):
+            await _until(lambda: any(t == "vigil/snap/metrics" for t, _ in seen), "a snapshot after the reload")
+    finally:
+        await broker.stop()

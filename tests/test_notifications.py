@@ -384,16 +384,24 @@ async def _until_async(check: Any, what: str, within: float = 15) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_mqtt_metrics_snapshots_with_a_real_mosquitto(make_vigil: Any, tmp_path: Path) -> None:
-    """`notifications.metrics`: the history views' current values on `…/metrics` every interval."""
+@contextlib.asynccontextmanager
+async def _snapshot_receiver(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    """A mosquitto on a free port and the receiver settings for it (prefix `vigil/snap`)."""
     from tests.notify.test_mqtt import Broker
 
     broker = Broker(tmp_path, extra="allow_anonymous true\n")
     await broker.start()
-    seen: list[tuple[str, bytes]] = []
     try:
-        receiver = {"name": "mq", "type": "mqtt", "host": "127.0.0.1", "port": broker.port, "timeout": "2s",
-                    "topic_prefix": "vigil/snap"}
+        yield {"name": "mq", "type": "mqtt", "host": "127.0.0.1", "port": broker.port, "timeout": "2s",
+               "topic_prefix": "vigil/snap"}
+    finally:
+        await broker.stop()
+
+
+async def test_mqtt_metrics_snapshots_with_a_real_mosquitto(make_vigil: Any, tmp_path: Path) -> None:
+    """`notifications.metrics`: the history views' current values on `…/metrics` every interval."""
+    seen: list[tuple[str, bytes]] = []
+    async with _snapshot_receiver(tmp_path) as receiver:
         v = make_vigil({
             "history": {"views": {"answer": {"expr": "vector(42)", "unit": "things"},
                                   "build": {"expr": "vigil_build_info"},
@@ -402,13 +410,14 @@ async def test_mqtt_metrics_snapshots_with_a_real_mosquitto(make_vigil: Any, tmp
                               "metrics": {"interval": "1s", "views": ["answer", "build"]}},
         })
         await asyncio.to_thread(v.start)
+
         def snapshots() -> list[dict[str, Any]]:
             return [json.loads(p) for t, p in seen if t == "vigil/snap/metrics"]
 
         def built() -> bool:  # vigil_build_info is in the history once Vigil's own metrics are recorded
             return len(snapshots()) >= 2 and any(s["data"]["metrics"]["build"]["values"] for s in snapshots())
 
-        async with persistent_watch(broker.port, seen):
+        async with persistent_watch(receiver["port"], seen):
             await _until(built, "two snapshots, one with vigil_build_info")
         first, second = snapshots()[:2]
         assert first["type"] == "metrics" and set(first["data"]["metrics"]) == {"answer", "build"}
@@ -418,8 +427,6 @@ async def test_mqtt_metrics_snapshots_with_a_real_mosquitto(make_vigil: Any, tmp
         assert "version" in build["values"][0]["labels"] and "__name__" not in build["values"][0]["labels"]
         # `events: []`: nothing else on …/events but the greeting a receiver gets when configured
         assert {json.loads(p)["type"] for t, p in seen if t == "vigil/snap/events"} <= {"agent_online"}
-    finally:
-        await broker.stop()
 
 
 def test_metrics_snapshot_of_an_unknown_view_is_a_config_error(make_vigil: Any) -> None:
@@ -438,14 +445,8 @@ def test_metrics_snapshot_of_an_unknown_view_is_a_config_error(make_vigil: Any) 
 async def test_metrics_snapshots_stop_and_start_with_a_reload(make_vigil: Any, tmp_path: Path) -> None:
     import yaml
 
-    from tests.notify.test_mqtt import Broker
-
-    broker = Broker(tmp_path, extra="allow_anonymous true\n")
-    await broker.start()
     seen: list[tuple[str, bytes]] = []
-    try:
-        receiver = {"name": "mq", "type": "mqtt", "host": "127.0.0.1", "port": broker.port, "timeout": "2s",
-                    "topic_prefix": "vigil/snap"}
+    async with _snapshot_receiver(tmp_path) as receiver:
         snapshots = {"interval": "1s", "views": ["answer"]}
         v = make_vigil({"history": {"views": {"answer": {"expr": "vector(42)"}}},
                         "notifications": {"receivers": [receiver], "events": [], "metrics": snapshots}})
@@ -462,7 +463,5 @@ async def test_metrics_snapshots_stop_and_start_with_a_reload(make_vigil: Any, t
         doc["notifications"]["metrics"] = snapshots
         await asyncio.to_thread(v.write_config, doc)
         await asyncio.to_thread(wait_for, lambda: jobs() == with_snapshots, 15, "the snapshot job to start again")
-        async with persistent_watch(broker.port, seen):
+        async with persistent_watch(receiver["port"], seen):
             await _until(lambda: any(t == "vigil/snap/metrics" for t, _ in seen), "a snapshot after the reload")
-    finally:
-        await broker.stop()
